@@ -1,0 +1,79 @@
+"""Tickers, their daily price history, and the local copy of the shared tables."""
+
+from django.db import models
+from django.db.models.functions import Upper
+
+
+class Ticker(models.Model):
+    symbol = models.CharField(max_length=16, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    active = models.BooleanField(default=True)
+    last_bar_date = models.DateField(null=True, blank=True, help_text="Date of the latest stored daily bar.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(symbol=Upper("symbol")), name="ticker_symbol_upper_case"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+    def save(self, *args, **kwargs) -> None:
+        self.symbol = self.symbol.strip().upper()
+        super().save(*args, **kwargs)
+
+
+class DailyBar(models.Model):
+    """One adjusted daily bar: the history indicators are computed from."""
+
+    ticker = models.ForeignKey(Ticker, on_delete=models.CASCADE, related_name="bars")
+    date = models.DateField()
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField()
+    vwap = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=32)
+    flagged = models.CharField(max_length=200, blank=True, help_text="Why staff should look at this bar, if at all.")
+
+    class Meta:
+        ordering = ["ticker", "date"]
+        constraints = [models.UniqueConstraint(fields=["ticker", "date"], name="daily_bar_unique_ticker_date")]
+        indexes = [models.Index(fields=["date"])]
+
+    def __str__(self) -> str:
+        return f"{self.ticker_id} {self.date} {self.close}"
+
+
+class SharedTickerData(models.Model):
+    """The `ticker-data-{stage}` shared table, kept in the local database (the embedded default)."""
+
+    ticker = models.CharField(max_length=16)
+    date = models.CharField(max_length=10)
+    attributes = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ticker", "date"], name="shared_ticker_data_key")]
+        verbose_name_plural = "shared ticker data"
+
+    def __str__(self) -> str:
+        return f"{self.ticker} {self.date}"
+
+
+class SharedTickerAnalysis(models.Model):
+    """The `ticker-analyses-{stage}` shared table, kept in the local database (the embedded default)."""
+
+    ticker = models.CharField(max_length=16)
+    sort_key = models.CharField(max_length=200, help_text="date#model#promptVersion")
+    attributes = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ticker", "sort_key"], name="shared_ticker_analysis_key")]
+        verbose_name_plural = "shared ticker analyses"
+
+    def __str__(self) -> str:
+        return f"{self.ticker} {self.sort_key}"

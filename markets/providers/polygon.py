@@ -1,0 +1,360 @@
+"""Polygon.io market data through its official client `massive` (formerly polygon-api-client).
+
+`polygon-api-client` is frozen at 1.16 and never applies its connect/read timeouts, so a stalled server hangs
+the job; `massive` has the same `RESTClient` API and applies them.
+
+Every HTTP request the client makes, including the pages it follows by itself, passes through `PacedHTTP`:
+it takes a slot of the requests-per-minute budget shared by all processes through the cache, honours a 429's
+`Retry-After` for every process, and retries timeouts and 5xx answers a bounded number of times. urllib3's own
+retries are switched off so that no request escapes the budget.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import urllib3
+from django.conf import settings
+from django.core.cache import caches
+from massive import RESTClient
+from massive.exceptions import BadResponse
+
+from walter_site.ratelimit import Pacer
+
+from .base import Bar, ProviderError, TickerInfo
+
+logger = logging.getLogger("walter.markets.polygon")
+
+MARKET_TZ = ZoneInfo("America/New_York")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# One page of daily aggregates holds this many bars: 400 sessions of backfill is always one request.
+AGGS_PAGE_LIMIT = 50_000
+
+
+class PacedHTTP:
+    """Stands in for the client's urllib3 PoolManager: budget, Retry-After and retries for every request."""
+
+    def __init__(
+        self,
+        pool: urllib3.PoolManager,
+        pacer: Pacer,
+        *,
+        retries: int,
+        retry_after_default: float,
+        retry_after_max: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.pool = pool
+        self.pacer = pacer
+        self.retries = retries
+        self.retry_after_default = retry_after_default
+        self.retry_after_max = retry_after_max
+        self.sleep = sleep
+        self.requests = 0  # attempts sent, for reports and benchmarks
+        self._local = threading.local()
+
+    @property
+    def last_status(self) -> int | None:
+        """The status of this thread's latest answer (the client's errors carry only the body)."""
+        return getattr(self._local, "status", None)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        attempt = 0
+        while True:
+            self.pacer.acquire()
+            self.requests += 1
+            try:
+                response = self.pool.request(method, url, retries=False, **kwargs)
+            except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or dropped connections
+                self._local.status = None
+                if attempt >= self.retries:
+                    raise ProviderError(f"{type(exc).__name__} after {attempt + 1} attempts") from exc
+                attempt += 1
+                logger.warning("polygon request failed (%s), retry %d", type(exc).__name__, attempt)
+                self.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+                continue
+            self._local.status = response.status
+            if response.status not in RETRY_STATUSES or attempt >= self.retries:
+                return response
+            attempt += 1
+            if response.status == 429:
+                wait = self._retry_after(response)
+                if wait > self.retry_after_max:
+                    raise ProviderError(f"rate limited for {wait:.0f}s (Retry-After), more than allowed")
+                logger.warning("polygon answered 429; every process waits %.1fs", wait)
+                # Deferring the shared pacer holds back every process, not only this one.
+                self.pacer.defer(wait)
+            else:
+                logger.warning("polygon answered %s, retry %d", response.status, attempt)
+                self.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+
+    def _retry_after(self, response: urllib3.BaseHTTPResponse) -> float:
+        value = response.headers.get("Retry-After")
+        if value is None:
+            return self.retry_after_default
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            from email.utils import parsedate_to_datetime
+
+            return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return self.retry_after_default
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bar(symbol: str, day: dt.date, row: dict[str, Any]) -> Bar | None:
+    """A bar from one aggregate result, or None when its prices are missing (parsed defensively)."""
+    o, h, lo, c = (_number(row.get(k)) for k in ("o", "h", "l", "c"))
+    if None in (o, h, lo, c):
+        return None
+    volume = _number(row.get("v"))
+    return Bar(
+        symbol=symbol,
+        date=day,
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=0.0 if volume is None else volume,
+        vwap=_number(row.get("vw")),
+    )
+
+
+def _session_date(milliseconds: Any) -> dt.date | None:
+    """Daily aggregates are stamped at the session's midnight in New York."""
+    stamp = _number(milliseconds)
+    if stamp is None:
+        return None
+    return dt.datetime.fromtimestamp(stamp / 1000, tz=dt.UTC).astimezone(MARKET_TZ).date()
+
+
+class PolygonProvider:
+    source = "polygon"
+    is_demo = False
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        requests_per_minute: float | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        retries: int | None = None,
+        pacer: Pacer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        api_key = api_key if api_key is not None else settings.POLYGON_API_KEY
+        if not api_key:
+            raise ProviderError("POLYGON_API_KEY is not set")
+        self.base_url = (base_url or settings.POLYGON_BASE_URL).rstrip("/")
+        self.client = RESTClient(
+            api_key=api_key,
+            base=self.base_url,
+            connect_timeout=connect_timeout if connect_timeout is not None else settings.POLYGON_CONNECT_TIMEOUT,
+            read_timeout=read_timeout if read_timeout is not None else settings.POLYGON_READ_TIMEOUT,
+            retries=0,
+            pagination=True,
+        )
+        rpm = requests_per_minute if requests_per_minute is not None else settings.POLYGON_REQUESTS_PER_MINUTE
+        self.http = PacedHTTP(
+            self.client.client,
+            pacer or Pacer.per_minute("polygon", rpm),
+            retries=settings.POLYGON_RETRIES if retries is None else retries,
+            retry_after_default=settings.POLYGON_RETRY_AFTER_DEFAULT,
+            retry_after_max=settings.POLYGON_RETRY_AFTER_MAX,
+            sleep=sleep,
+        )
+        self.client.client = self.http
+        self.cache = caches["default"]
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far by this provider, retries included."""
+        return self.http.requests
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ProviderError:
+            raise
+        except BadResponse as exc:
+            raise ProviderError(f"{what}: HTTP {self.http.last_status}: {str(exc)[:200]}") from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ProviderError(f"{what}: {type(exc).__name__}") from exc
+
+    def _json(self, what: str, response: urllib3.BaseHTTPResponse) -> Any:
+        try:
+            return json.loads(response.data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ProviderError(f"{what}: malformed JSON answer") from exc
+
+    # -- MarketDataProvider -------------------------------------------------------------------------------
+
+    def grouped_daily(self, day: dt.date) -> dict[str, Bar]:
+        """The whole US market in one request; an answer with no results is "no data", never an empty market."""
+        what = f"grouped daily {day}"
+        response = self._call(
+            what, self.client.get_grouped_daily_aggs, day.isoformat(), adjusted=True, include_otc=False, raw=True
+        )
+        payload = self._json(what, response)
+        if not isinstance(payload, dict):
+            raise ProviderError(f"{what}: unexpected answer")
+        bars: dict[str, Bar] = {}
+        for row in payload.get("results") or []:
+            symbol = str(row.get("T") or "").upper() if isinstance(row, dict) else ""
+            if not symbol:
+                continue
+            bar = _bar(symbol, day, row)
+            if bar is not None:
+                bars[symbol] = bar
+        return bars
+
+    def daily_bars(self, symbol: str, start: dt.date, end: dt.date) -> list[Bar]:
+        symbol = symbol.strip().upper()
+        what = f"daily bars of {symbol}"
+        rows = self._call(
+            what,
+            lambda: list(
+                self.client.list_aggs(
+                    symbol,
+                    1,
+                    "day",
+                    start.isoformat(),
+                    end.isoformat(),
+                    adjusted=True,
+                    sort="asc",
+                    limit=AGGS_PAGE_LIMIT,
+                )
+            ),
+        )
+        bars = {}
+        for agg in rows:
+            day = _session_date(getattr(agg, "timestamp", None))
+            if day is None or not start <= day <= end:
+                continue
+            row = {"o": agg.open, "h": agg.high, "l": agg.low, "c": agg.close, "v": agg.volume, "vw": agg.vwap}
+            bar = _bar(symbol, day, row)
+            if bar is not None:
+                bars[day] = bar
+        return [bars[d] for d in sorted(bars)]
+
+    def ticker_details(self, symbol: str) -> TickerInfo | None:
+        """The ticker, or None when Polygon does not know it; cached (an unknown symbol for a shorter time)."""
+        symbol = symbol.strip().upper()
+        if not symbol:
+            return None
+        key = f"walter:polygon:ticker:{symbol}"
+        cached = self.cache.get(key)
+        if cached is not None:
+            return TickerInfo(*cached) if cached else None
+        what = f"ticker details of {symbol}"
+        try:
+            response = self.client.get_ticker_details(symbol, raw=True)
+        except BadResponse as exc:
+            if self.http.last_status == 404:
+                response = None
+            else:
+                raise ProviderError(f"{what}: HTTP {self.http.last_status}: {str(exc)[:200]}") from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ProviderError(f"{what}: {type(exc).__name__}") from exc
+        results = self._json(what, response).get("results") if response is not None else None
+        if not isinstance(results, dict) or not results.get("ticker"):
+            self.cache.set(key, (), timeout=min(600, settings.POLYGON_REFERENCE_CACHE_SECONDS))
+            return None
+        info = TickerInfo(
+            symbol=str(results["ticker"]).upper(),
+            name=str(results.get("name") or ""),
+            active=bool(results.get("active", True)),
+        )
+        self.cache.set(key, (info.symbol, info.name, info.active), timeout=settings.POLYGON_REFERENCE_CACHE_SECONDS)
+        return info
+
+    def search_tickers(self, query: str, limit: int = 10) -> list[TickerInfo]:
+        """Active US stocks matching ``query``; a symbol that starts with it ranks first. Follows `next_url`."""
+        query = query.strip()
+        if not query or limit <= 0:
+            return []
+        key = f"walter:polygon:search:{limit}:{query.upper()}"
+        cached = self.cache.get(key)
+        if cached is not None:
+            return [TickerInfo(*row) for row in cached]
+
+        def fetch() -> list[TickerInfo]:
+            found: list[TickerInfo] = []
+            for ticker in self.client.list_tickers(search=query, market="stocks", active=True, limit=min(limit, 1000)):
+                symbol = str(getattr(ticker, "ticker", "") or "").upper()
+                if symbol:
+                    found.append(TickerInfo(symbol=symbol, name=str(getattr(ticker, "name", "") or "")))
+                if len(found) >= limit:
+                    break
+            return found
+
+        found = self._call(f"ticker search {query!r}", fetch)
+        q = query.upper()
+        # Polygon orders by relevance; the exact symbol, then symbols that start with the query, come first.
+        found.sort(key=lambda t: (t.symbol != q, not t.symbol.startswith(q)))
+        self.cache.set(key, [(t.symbol, t.name, t.active) for t in found], timeout=3600)
+        return found
+
+    # -- beyond the protocol: the calendar and splits -----------------------------------------------------
+
+    def market_holidays(self) -> dict[dt.date, str]:
+        """Upcoming full-day closures of the US stock market; cached for a day."""
+        key = "walter:polygon:holidays"
+        cached = self.cache.get(key)
+        if cached is not None:
+            return {dt.date.fromisoformat(d): n for d, n in cached.items()}
+        payload = self._json(
+            "market holidays", self._call("market holidays", self.client.get_market_holidays, raw=True)
+        )
+        closed: dict[dt.date, str] = {}
+        for row in payload if isinstance(payload, list) else []:
+            if not isinstance(row, dict) or row.get("status") != "closed":
+                continue
+            if row.get("exchange") not in (None, "NYSE", "NASDAQ"):
+                continue
+            try:
+                closed[dt.date.fromisoformat(str(row.get("date")))] = str(row.get("name") or "market holiday")
+            except ValueError:
+                continue
+        self.cache.set(key, {d.isoformat(): n for d, n in closed.items()}, timeout=24 * 3600)
+        return closed
+
+    def splits(self, symbol: str, since: dt.date) -> list[dt.date]:
+        """Execution dates of ``symbol``'s splits on or after ``since`` (reference data)."""
+        symbol = symbol.strip().upper()
+        rows = self._call(
+            f"splits of {symbol}",
+            lambda: list(self.client.list_splits(ticker=symbol, execution_date_gte=since.isoformat(), limit=1000)),
+        )
+        dates = []
+        for split in rows:
+            try:
+                dates.append(dt.date.fromisoformat(str(getattr(split, "execution_date", ""))))
+            except ValueError:
+                continue
+        return sorted(dates)

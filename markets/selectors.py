@@ -1,0 +1,138 @@
+"""Reads of market data: history matrices and per-ticker snapshots."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import calendar, indicators
+from .models import DailyBar, Ticker
+from .snapshots import CHART_SESSIONS, TickerSnapshot, clean
+
+# Enough sessions for the 52-week range and a converged Wilder RSI.
+HISTORY_SESSIONS = 400
+
+
+@dataclass
+class History:
+    """Right-aligned bars of many tickers: row i is ``symbols[i]``, NaN where a ticker has no bar yet."""
+
+    symbols: list[str]
+    dates: np.ndarray  # per row and column, the bar's date (None where absent)
+    opens: np.ndarray
+    highs: np.ndarray
+    lows: np.ndarray
+    closes: np.ndarray
+    volumes: np.ndarray
+    sources: list[str]
+    flags: list[str]  # the latest bar's data-quality flag per row
+    vwaps: np.ndarray | None = None
+
+
+def load_history(symbols: Iterable[str], end: dt.date, sessions: int = HISTORY_SESSIONS) -> History:
+    """Each ticker's last ``sessions`` bars up to ``end``, from one query."""
+    symbols = sorted(set(symbols))
+    index = {s: i for i, s in enumerate(symbols)}
+    # A calendar-day bound keeps the query small; 1.5 covers weekends and holidays.
+    start = end - dt.timedelta(days=int(sessions * 1.5) + 10)
+    rows = (
+        DailyBar.objects.filter(ticker__symbol__in=symbols, date__gte=start, date__lte=end)
+        .order_by("ticker__symbol", "date")
+        .values_list("ticker__symbol", "date", "open", "high", "low", "close", "volume", "source", "flagged", "vwap")
+    )
+    per_symbol: dict[str, list[tuple]] = {s: [] for s in symbols}
+    for row in rows.iterator(chunk_size=5000):
+        per_symbol[row[0]].append(row)
+    n = len(symbols)
+    shape = (n, sessions)
+    history = History(
+        symbols=symbols,
+        dates=np.full(shape, None, dtype=object),
+        opens=np.full(shape, np.nan),
+        highs=np.full(shape, np.nan),
+        lows=np.full(shape, np.nan),
+        closes=np.full(shape, np.nan),
+        volumes=np.full(shape, np.nan),
+        sources=[""] * n,
+        flags=[""] * n,
+        vwaps=np.full(shape, np.nan),
+    )
+    for symbol, bars in per_symbol.items():
+        if not bars:
+            continue
+        bars = bars[-sessions:]
+        i = index[symbol]
+        k = len(bars)
+        columns = list(zip(*bars, strict=False))
+        history.dates[i, -k:] = columns[1]
+        history.opens[i, -k:] = columns[2]
+        history.highs[i, -k:] = columns[3]
+        history.lows[i, -k:] = columns[4]
+        history.closes[i, -k:] = columns[5]
+        history.volumes[i, -k:] = columns[6]
+        history.vwaps[i, -k:] = [np.nan if v is None else v for v in columns[9]]
+        history.sources[i] = bars[-1][7]
+        history.flags[i] = bars[-1][8]
+    return history
+
+
+def ticker_snapshots(symbols: Iterable[str], day: dt.date, *, demo: bool = False) -> dict[str, TickerSnapshot]:
+    """Every ticker's numbers for session ``day``, indicators computed for all of them at once."""
+    history = load_history(symbols, day)
+    names = dict(Ticker.objects.filter(symbol__in=history.symbols).values_list("symbol", "name"))
+    result = indicators.compute(history.closes, history.highs, history.lows)
+    last = -1
+    ranks = indicators.rank_by_drawdown(result.drawdown180[:, last])
+    ranked = int(np.count_nonzero(~np.isnan(ranks)))
+    snapshots = {}
+    for i, symbol in enumerate(history.symbols):
+        as_of = history.dates[i, last]
+        chart = slice(-CHART_SESSIONS, None)
+        chart_mask = ~np.isnan(history.closes[i, chart])
+        snapshots[symbol] = TickerSnapshot(
+            symbol=symbol,
+            name=names.get(symbol, ""),
+            date=day,
+            as_of=as_of,
+            close=clean(history.closes[i, last]),
+            previous_close=clean(history.closes[i, last - 1]),
+            change_pct=clean(result.change_pct[i, last]),
+            rsi14=clean(result.rsi14[i, last]),
+            sma50=clean(result.sma50[i, last]),
+            drawdown180=clean(result.drawdown180[i, last]),
+            high52=clean(result.high52[i, last]),
+            low52=clean(result.low52[i, last]),
+            drawdown_rank=None if np.isnan(ranks[i]) else int(ranks[i]),
+            followed_count=ranked,
+            source=history.sources[i],
+            demo=demo or history.sources[i] == "demo",
+            flagged=history.flags[i] if as_of == day else "",
+            chart_dates=tuple(history.dates[i, chart][chart_mask]),
+            chart_closes=tuple(float(x) for x in history.closes[i, chart][chart_mask]),
+            chart_sma50=tuple(clean(x, 4) for x in result.sma50[i, chart][chart_mask]),
+        )
+    return snapshots
+
+
+def market_closed_reason(day: dt.date, provider: object | None = None) -> str | None:
+    """Why there is no session on ``day``: the provider's announced closures when it has them, else the calendar.
+
+    The API knows unscheduled closures (a national day of mourning) that the local calendar cannot; the local
+    calendar answers when the API is unavailable or only lists upcoming dates.
+    """
+    reason = calendar.closed_reason(day)
+    if reason:
+        return reason
+    market_holidays = getattr(provider, "market_holidays", None)
+    if market_holidays is None:
+        return None
+    from .providers import ProviderError
+
+    try:
+        name = market_holidays().get(day)
+    except ProviderError:
+        return None
+    return f"{day.isoformat()} is a market holiday ({name})" if name else None

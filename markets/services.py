@@ -1,0 +1,425 @@
+"""Writes of market data: the daily update, backfills, data-quality flags, deletions, publishing to the shared tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from . import calendar, indicators
+from .models import DailyBar, Ticker
+from .providers import Bar, MarketDataProvider, ProviderError, get_provider
+from .quality import outlier_caution, outlier_sigmas, rejection_reason
+from .selectors import load_history
+from .shared_tables import SharedTables, get_shared_tables
+from .snapshots import clean
+
+logger = logging.getLogger("walter.markets")
+
+# A ticker more sessions behind than this is refetched like a new one rather than caught up date by date.
+GROUPED_CATCH_UP_LIMIT = 5
+# Stored and refetched adjusted closes further apart than this mean the history was adjusted since (a split).
+ADJUSTMENT_TOLERANCE = 1e-3
+
+
+@dataclass
+class MarketUpdate:
+    day: dt.date
+    updated: list[str] = field(default_factory=list)
+    backfilled: list[str] = field(default_factory=list)
+    refetched: dict[str, str] = field(default_factory=dict)  # history fetched again, and why (a split)
+    stale: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+    flagged: dict[str, str] = field(default_factory=dict)
+    no_data: str = ""  # why the market answer for ``day`` was empty, when it was
+    plan: str = "daily"
+    requests: int = 0
+    shared_items_written: int = 0
+
+
+def ticker_ensure(*, symbol: str, name: str = "") -> Ticker:
+    """The Ticker row for ``symbol``, created when new."""
+    ticker, created = Ticker.objects.get_or_create(symbol=symbol.strip().upper(), defaults={"name": name})
+    if not created and name and not ticker.name:
+        ticker.name = name
+        ticker.save(update_fields=["name", "updated_at"])
+    return ticker
+
+
+def backfill_plan(*, new: int, window: int, catch_up: int) -> tuple[str, int]:
+    """How to fill ``new`` tickers' ``window`` sessions of history with the fewest requests, and how many.
+
+    By ticker: one range request per new ticker, plus one grouped request per session the followed tickers lack
+    (normally just today). By date: one grouped request per session of the window, which serves every ticker at
+    once; it wins when there are more new tickers than sessions (2,000 new tickers, 400 sessions).
+    """
+    if not new:
+        return "daily", catch_up
+    by_ticker = new + catch_up
+    if window < by_ticker:
+        return "by_date", window
+    return "by_ticker", by_ticker
+
+
+def _store_bars(ticker_ids: dict[str, int], bars: Iterable[Bar], source: str, update: MarketUpdate) -> int:
+    rows = []
+    for bar in bars:
+        reason = rejection_reason(bar)
+        if reason:
+            update.rejected[f"{bar.symbol} {bar.date}"] = reason
+            logger.warning("rejected %s %s: %s", bar.symbol, bar.date, reason)
+            continue
+        rows.append(
+            DailyBar(
+                ticker_id=ticker_ids[bar.symbol],
+                date=bar.date,
+                open=bar.open,
+                high=bar.high,
+                low=bar.low,
+                close=bar.close,
+                volume=bar.volume,
+                vwap=bar.vwap,
+                source=source,
+            )
+        )
+    DailyBar.objects.bulk_create(
+        rows,
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["ticker", "date"],
+        update_fields=["open", "high", "low", "close", "volume", "vwap", "source"],
+    )
+    return len(rows)
+
+
+def _replace_history(ticker_id: int, symbol: str, bars: list[Bar], source: str, update: MarketUpdate) -> bool:
+    """Store a freshly fetched adjusted history in place of what is stored; True when the two disagreed."""
+    fetched = {b.date: b.close for b in bars}
+    stored = dict(DailyBar.objects.filter(ticker_id=ticker_id, date__in=list(fetched)).values_list("date", "close"))
+    adjusted = any(abs(fetched[d] / c - 1.0) > ADJUSTMENT_TOLERANCE for d, c in stored.items() if c)
+    with transaction.atomic():
+        if adjusted:
+            # The old series is on another basis: none of it may survive next to the new one.
+            DailyBar.objects.filter(ticker_id=ticker_id, date__gte=bars[0].date, date__lte=bars[-1].date).delete()
+        _store_bars({symbol: ticker_id}, bars, source, update)
+    return adjusted
+
+
+def _fetch_history(
+    provider: MarketDataProvider, symbol: str, ticker_id: int, window: list[dt.date], update: MarketUpdate
+) -> bool | None:
+    """One ticker's whole window by a range request; None when it failed (recorded), else whether it was adjusted."""
+    try:
+        update.requests += 1
+        bars = provider.daily_bars(symbol, window[0], window[-1])
+    except ProviderError as exc:
+        update.failed[symbol] = f"history request failed: {exc}"
+        logger.warning("history of %s failed: %s", symbol, exc)
+        return None
+    if not bars:
+        update.failed[symbol] = "the provider returned no history"
+        return None
+    return _replace_history(ticker_id, symbol, bars, provider.source, update)
+
+
+def _no_data_reason(provider: MarketDataProvider, day: dt.date) -> str:
+    """Why the whole-market answer for ``day`` was empty: a closure the provider announces, else not published."""
+    market_holidays = getattr(provider, "market_holidays", None)
+    if market_holidays is not None:
+        try:
+            name = market_holidays().get(day)
+        except ProviderError:
+            name = None
+        if name:
+            return f"market closed on {day.isoformat()} ({name})"
+    reason = calendar.closed_reason(day)
+    if reason:
+        return reason
+    return f"no data published yet for {day.isoformat()}"
+
+
+def market_data_update(
+    *,
+    day: dt.date,
+    symbols: Sequence[str],
+    provider: MarketDataProvider | None = None,
+    shared_tables: SharedTables | None = None,
+) -> MarketUpdate:
+    """Bring every followed ticker's history up to session ``day`` and publish it to the shared tables.
+
+    The daily update is one grouped request for the whole market. Tickers with no history get
+    ``MARKET_BACKFILL_DAYS`` sessions, by ticker or by date, whichever takes fewer requests. A ticker that cannot
+    be fetched is recorded as failed and the others go on; one with no bar for ``day`` is stale, never shown with
+    an older day's numbers as today's.
+    """
+    provider = provider or get_provider()
+    shared_tables = shared_tables or get_shared_tables()
+    update = MarketUpdate(day=day)
+    symbols = sorted({s.strip().upper() for s in symbols if s.strip()})
+    tickers = {t.symbol: t for t in Ticker.objects.filter(symbol__in=symbols)}
+    for symbol in symbols:
+        if symbol not in tickers:
+            tickers[symbol] = ticker_ensure(symbol=symbol)
+    ticker_ids = {s: t.pk for s, t in tickers.items()}
+    last_dates: dict[str, dt.date] = dict(
+        DailyBar.objects.filter(ticker_id__in=ticker_ids.values(), date__lte=day)
+        .values("ticker__symbol")
+        .annotate(last=Max("date"))
+        .values_list("ticker__symbol", "last")
+    )
+
+    window = calendar.trading_days_ending(day, max(settings.MARKET_BACKFILL_DAYS, GROUPED_CATCH_UP_LIMIT + 1))
+    catch_up_from = window[-GROUPED_CATCH_UP_LIMIT - 1]
+    new = [s for s in symbols if last_dates.get(s) is None or last_dates[s] < catch_up_from]
+    current = [s for s in symbols if s not in new]
+    oldest_current = min((last_dates[s] for s in current), default=day)
+    catch_up_dates = [d for d in window if d > oldest_current] if current else []
+    update.plan, _ = backfill_plan(new=len(new), window=len(window), catch_up=len(catch_up_dates))
+
+    if update.plan == "by_ticker":
+        for symbol in new:
+            adjusted = _fetch_history(provider, symbol, ticker_ids[symbol], window, update)
+            if adjusted is not None:
+                update.backfilled.append(symbol)
+        grouped_dates, grouped_symbols = catch_up_dates, current
+    elif update.plan == "by_date":
+        grouped_dates, grouped_symbols = window, symbols
+    else:
+        grouped_dates, grouped_symbols = catch_up_dates, current
+
+    filled: set[str] = set()
+    for session in grouped_dates:
+        try:
+            update.requests += 1
+            market = provider.grouped_daily(session)
+        except ProviderError as exc:
+            logger.warning("grouped daily %s failed: %s", session, exc)
+            if session == day:
+                for symbol in grouped_symbols:
+                    update.failed.setdefault(symbol, f"market data for {session} failed: {exc}")
+            continue
+        if not market:
+            # No results is "no data" (a closure, or not published yet), never an empty market.
+            if session == day:
+                update.no_data = _no_data_reason(provider, day)
+                logger.warning("no market data for %s: %s", day, update.no_data)
+            continue
+        wanted = [market[s] for s in grouped_symbols if s in market and (s in new or last_dates[s] < session)]
+        _store_bars(ticker_ids, wanted, provider.source, update)
+        filled.update(b.symbol for b in wanted)
+    if update.plan == "by_date":
+        update.backfilled = [s for s in new if s in filled]
+        for symbol in new:
+            if symbol not in filled:
+                update.failed.setdefault(symbol, "no history in the market answers")
+
+    _check_latest_moves(provider, day, ticker_ids, last_dates, window, update)
+
+    stored_today = set(
+        DailyBar.objects.filter(ticker_id__in=ticker_ids.values(), date=day).values_list("ticker__symbol", flat=True)
+    )
+    for symbol in symbols:
+        if symbol in stored_today:
+            if symbol not in update.backfilled:
+                update.updated.append(symbol)
+        elif symbol not in update.failed:
+            update.stale.append(symbol)
+    _last_bar_dates_refresh(ticker_ids.values())
+
+    full_series = set(update.backfilled) | set(update.refetched)
+    since = {s: last_dates[s] for s in current if s not in full_series}
+    publish = sorted(stored_today | full_series | {s for s in current if s in filled})
+    update.shared_items_written = shared_data_publish(
+        symbols=publish, day=day, full_series=full_series, shared_tables=shared_tables, since=since
+    )
+    return update
+
+
+def _check_latest_moves(
+    provider: MarketDataProvider,
+    day: dt.date,
+    ticker_ids: dict[str, int],
+    last_dates: dict[str, dt.date],
+    window: list[dt.date],
+    update: MarketUpdate,
+) -> None:
+    """An outlier move on ``day``: refetch the history when it is a split, else flag it for staff and the email."""
+    symbols = [s for s in ticker_ids if s not in update.backfilled and s not in update.failed]
+    if not symbols:
+        return
+    lookback = settings.OUTLIER_LOOKBACK
+    history = load_history(symbols, day, sessions=lookback + 2)
+    today = np.array([d == day for d in history.dates[:, -1]])
+    sigmas = outlier_sigmas(history.closes, lookback=lookback)
+    unusual = np.flatnonzero(today & (sigmas > settings.OUTLIER_SIGMA))
+    splits_of = getattr(provider, "splits", None)
+    for i in unusual:
+        symbol = history.symbols[i]
+        previous = history.dates[i, -2] or window[0]
+        split_dates: list[dt.date] = []
+        if splits_of is not None:
+            try:
+                update.requests += 1
+                split_dates = [d for d in splits_of(symbol, previous) if previous < d <= day]
+            except ProviderError as exc:
+                logger.warning("split check of %s failed: %s", symbol, exc)
+        # With or without a split record, fetch the adjusted history again: when it no longer matches what is
+        # stored, the move is an adjustment (a split the reference data does not list yet), not a market move.
+        attempt = MarketUpdate(day=day)
+        adjusted = _fetch_history(provider, symbol, ticker_ids[symbol], window, attempt)
+        update.requests += attempt.requests
+        update.rejected.update(attempt.rejected)
+        if adjusted is not None and (split_dates or adjusted):
+            reason = f"split on {split_dates[-1].isoformat()}" if split_dates else "adjusted history changed"
+            update.refetched[symbol] = reason
+            logger.info("%s: %s, history fetched again", symbol, reason)
+            continue
+        if adjusted is None:
+            logger.warning("could not verify the move of %s: %s", symbol, attempt.failed.get(symbol))
+        change = (history.closes[i, -1] / history.closes[i, -2] - 1.0) * 100.0
+        caution = outlier_caution(float(change), float(sigmas[i]))
+        DailyBar.objects.filter(ticker_id=ticker_ids[symbol], date=day).update(flagged=caution)
+        update.flagged[symbol] = caution
+        logger.warning("%s on %s flagged: %s", symbol, day, caution)
+
+
+def _last_bar_dates_refresh(ticker_ids: Iterable[int]) -> None:
+    latest = dict(
+        DailyBar.objects.filter(ticker_id__in=list(ticker_ids))
+        .values("ticker_id")
+        .annotate(last=Max("date"))
+        .values_list("ticker_id", "last")
+    )
+    changed = [t for t in Ticker.objects.filter(pk__in=list(ticker_ids)) if t.last_bar_date != latest.get(t.pk)]
+    for ticker in changed:
+        ticker.last_bar_date = latest.get(ticker.pk)
+    Ticker.objects.bulk_update(changed, ["last_bar_date"], batch_size=500)
+
+
+def shared_data_publish(
+    *,
+    symbols: Sequence[str],
+    day: dt.date,
+    full_series: set[str],
+    shared_tables: SharedTables,
+    since: dict[str, dt.date] | None = None,
+) -> int:
+    """Write bars with their indicators to `ticker-data`.
+
+    The whole stored series for ``full_series``; for the others the sessions after ``since[symbol]`` (the ones
+    just filled in), else only ``day``.
+    """
+    if not symbols:
+        return 0
+    since = since or {}
+    history = load_history(symbols, day)
+    result = indicators.compute(history.closes, history.highs, history.lows)
+    as_of = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    items = []
+    last = history.closes.shape[1] - 1
+    for i, symbol in enumerate(history.symbols):
+        if symbol in full_series:
+            columns: Iterable[int] = range(history.closes.shape[1])
+        elif symbol in since:
+            # The sessions just filled in sit at the end: walk back from the latest.
+            j = last
+            while j >= 0 and history.dates[i, j] is not None and history.dates[i, j] > since[symbol]:
+                j -= 1
+            columns = range(j + 1, last + 1)
+        else:
+            columns = [last] if history.dates[i, last] == day else []
+        for j in columns:
+            if np.isnan(history.closes[i, j]):
+                continue
+            items.append(
+                {
+                    "ticker": symbol,
+                    "date": history.dates[i, j].isoformat(),
+                    "open": clean(history.opens[i, j]),
+                    "high": clean(history.highs[i, j]),
+                    "low": clean(history.lows[i, j]),
+                    "close": clean(history.closes[i, j]),
+                    "volume": clean(history.volumes[i, j]),
+                    "vwap": clean(history.vwaps[i, j]) if history.vwaps is not None else None,
+                    "adjusted": True,
+                    "rsi14": clean(result.rsi14[i, j]),
+                    "sma50": clean(result.sma50[i, j]),
+                    "drawdown180": clean(result.drawdown180[i, j]),
+                    "change_pct": clean(result.change_pct[i, j]),
+                    "source": history.sources[i],
+                    "asOf": as_of,
+                }
+            )
+    return shared_tables.put_bars(items)
+
+
+def ticker_history_refetch(
+    *,
+    symbol: str,
+    day: dt.date | None = None,
+    provider: MarketDataProvider | None = None,
+    shared_tables: SharedTables | None = None,
+) -> MarketUpdate:
+    """Fetch one ticker's whole window again (staff asked, or its data was bad) and republish its series."""
+    provider = provider or get_provider()
+    shared_tables = shared_tables or get_shared_tables()
+    day = day or calendar.latest_completed_session()
+    ticker = ticker_ensure(symbol=symbol)
+    update = MarketUpdate(day=day, plan="by_ticker")
+    window = calendar.trading_days_ending(day, settings.MARKET_BACKFILL_DAYS)
+    adjusted = _fetch_history(provider, ticker.symbol, ticker.pk, window, update)
+    if adjusted is None:
+        return update
+    update.backfilled.append(ticker.symbol)
+    if adjusted:
+        update.refetched[ticker.symbol] = "stored history no longer matched the adjusted series"
+    _last_bar_dates_refresh([ticker.pk])
+    update.shared_items_written = ticker_series_republish(symbol=ticker.symbol, shared_tables=shared_tables)
+    return update
+
+
+def ticker_series_republish(*, symbol: str, shared_tables: SharedTables | None = None) -> int:
+    """Recompute a ticker's indicators over its stored series and write the whole series to the shared table."""
+    shared_tables = shared_tables or get_shared_tables()
+    latest = DailyBar.objects.filter(ticker__symbol=symbol).aggregate(last=Max("date"))["last"]
+    if latest is None:
+        return 0
+    return shared_data_publish(symbols=[symbol], day=latest, full_series={symbol}, shared_tables=shared_tables)
+
+
+@dataclass
+class Deletion:
+    bars: int
+    shared_items: int
+    republished: int
+
+
+def daily_bars_delete(
+    *,
+    symbol: str,
+    start: dt.date,
+    end: dt.date,
+    shared_tables: SharedTables | None = None,
+    republish: bool = True,
+) -> Deletion:
+    """Delete one ticker's bars from ``start`` to ``end`` here and in the shared table, then recompute.
+
+    Later sessions' indicators were computed from the deleted bars, so the ticker's series is republished.
+    """
+    shared_tables = shared_tables or get_shared_tables()
+    symbol = symbol.strip().upper()
+    with transaction.atomic():
+        bars, _ = DailyBar.objects.filter(ticker__symbol=symbol, date__gte=start, date__lte=end).delete()
+    shared_items = shared_tables.delete_bars(symbol, start.isoformat(), end.isoformat())
+    ticker_ids = list(Ticker.objects.filter(symbol=symbol).values_list("pk", flat=True))
+    _last_bar_dates_refresh(ticker_ids)
+    republished = ticker_series_republish(symbol=symbol, shared_tables=shared_tables) if republish else 0
+    logger.info("deleted %d bars of %s from %s to %s", bars, symbol, start, end)
+    return Deletion(bars=bars, shared_items=shared_items, republished=republished)

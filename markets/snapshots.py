@@ -1,0 +1,80 @@
+"""A ticker's numbers on one session: what the analyst reads and the email shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CHART_SESSIONS = 126  # about six months
+
+
+@dataclass(frozen=True)
+class TickerSnapshot:
+    symbol: str
+    name: str
+    date: dt.date  # the session the issue reports on
+    as_of: dt.date | None  # the date of the latest bar we hold
+    close: float | None
+    previous_close: float | None
+    change_pct: float | None
+    rsi14: float | None
+    sma50: float | None
+    drawdown180: float | None
+    high52: float | None
+    low52: float | None
+    drawdown_rank: int | None = None
+    followed_count: int | None = None  # how many tickers were ranked
+    source: str = ""
+    demo: bool = False
+    flagged: str = ""  # a data-quality caution for this session's bar
+    chart_dates: tuple[dt.date, ...] = field(default=(), repr=False)
+    chart_closes: tuple[float, ...] = field(default=(), repr=False)
+    chart_sma50: tuple[float | None, ...] = field(default=(), repr=False)
+
+    @property
+    def stale(self) -> bool:
+        """No bar for the reported session: the email says "no new data", never shows an older day as today."""
+        return self.as_of != self.date
+
+    @property
+    def has_data(self) -> bool:
+        return self.close is not None
+
+    @property
+    def sma50_distance_pct(self) -> float | None:
+        if self.close is None or not self.sma50:
+            return None
+        return (self.close / self.sma50 - 1.0) * 100.0
+
+    @property
+    def change(self) -> float | None:
+        if self.close is None or self.previous_close is None:
+            return None
+        return self.close - self.previous_close
+
+    @property
+    def range52_position_pct(self) -> float | None:
+        """Where the close sits in the 52-week range: 0 at the low, 100 at the high."""
+        if None in (self.close, self.high52, self.low52) or self.high52 == self.low52:
+            return None
+        return (self.close - self.low52) / (self.high52 - self.low52) * 100.0
+
+    def facts(self) -> dict[str, Any]:
+        """The numbers an analyst may use, and nothing else (no chart series, nobody's data)."""
+        data = asdict(self)
+        for key in ("chart_dates", "chart_closes", "chart_sma50"):
+            data.pop(key)
+        data["date"] = self.date.isoformat()
+        data["as_of"] = self.as_of.isoformat() if self.as_of else None
+        data["sma50_distance_pct"] = self.sma50_distance_pct
+        data["stale"] = self.stale
+        return data
+
+
+def clean(value: float | None, digits: int = 6) -> float | None:
+    """NaN becomes None: a value that cannot be computed is absent, never zero."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), digits)

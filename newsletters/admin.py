@@ -1,0 +1,93 @@
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .models import Analysis, DailyRun, Delivery, Issue
+
+
+@admin.register(Issue)
+class IssueAdmin(admin.ModelAdmin):
+    list_display = ["date", "demo", "sent", "failed", "pending", "created_at"]
+    list_filter = ["demo"]
+    date_hierarchy = "date"
+
+    def get_queryset(self, request):
+        status = "deliveries__status"
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_sent=Count("deliveries", filter=Q(**{status: "sent"})),
+                n_failed=Count("deliveries", filter=Q(**{status: "failed"})),
+                n_pending=Count("deliveries", filter=Q(**{f"{status}__in": ["pending", "sending"]})),
+            )
+        )
+
+    @admin.display(ordering="n_sent")
+    def sent(self, obj: Issue) -> int:
+        return obj.n_sent
+
+    @admin.display(ordering="n_failed")
+    def failed(self, obj: Issue) -> int:
+        return obj.n_failed
+
+    @admin.display(ordering="n_pending", description="Pending / in flight")
+    def pending(self, obj: Issue) -> int:
+        return obj.n_pending
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["issue", "email", "status", "attempts", "sent_at", "error", "preview_link"]
+    list_filter = ["status", "issue__date", "retryable"]
+    search_fields = ["email", "subscriber__email", "message_id", "token"]
+    list_select_related = ["issue", "subscriber"]
+    readonly_fields = [f.name for f in Delivery._meta.fields]
+
+    @admin.display(description="Email")
+    def preview_link(self, obj: Delivery):
+        if not obj.subscriber_id:
+            return "—"
+        url = reverse("newsletters:preview", args=[obj.subscriber_id, obj.issue.date.isoformat()])
+        return format_html('<a href="{}" target="_blank">preview</a>', url)
+
+
+@admin.register(Analysis)
+class AnalysisAdmin(admin.ModelAdmin):
+    list_display = [
+        "ticker",
+        "date",
+        "model",
+        "prompt_version",
+        "stance",
+        "score",
+        "automated",
+        "input_tokens",
+        "output_tokens",
+        "fallback_reason",
+    ]
+    list_filter = ["date", "stance", "automated", "model", "prompt_version"]
+    search_fields = ["ticker__symbol", "headline"]
+    list_select_related = ["ticker"]
+
+
+@admin.register(DailyRun)
+class DailyRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "date",
+        "status",
+        "started_at",
+        "finished_at",
+        "tickers_updated",
+        "tickers_failed",
+        "analyses_created",
+        "analyses_fallback",
+        "emails_sent",
+        "emails_failed",
+        "emails_skipped",
+        "estimated_cost_usd",
+    ]
+    list_filter = ["status", "dry_run", "date"]
+    readonly_fields = [f.name for f in DailyRun._meta.fields]
+    search_fields = ["summary"]

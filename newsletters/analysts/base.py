@@ -1,0 +1,46 @@
+"""What every analyst offers: one ticker's snapshot in, a validated analysis out. It never sees a subscriber."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from markets.snapshots import TickerSnapshot
+
+STANCES = ("bullish", "neutral", "bearish")
+
+
+@dataclass
+class AnalysisResult:
+    headline: str
+    summary: str
+    stance: str
+    score: int
+    points: list[str] = field(default_factory=list)
+    risks: list[str] = field(default_factory=list)
+    model: str = ""
+    prompt_version: str = ""
+    automated: bool = False
+    fallback_reason: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stance not in STANCES:
+            raise ValueError(f"stance must be one of {', '.join(STANCES)}, not {self.stance!r}")
+        if not 0 <= int(self.score) <= 100:
+            raise ValueError(f"score must be 0-100, not {self.score}")
+        self.score = int(self.score)
+
+
+class AnalystError(Exception):
+    """The analyst could not produce a usable analysis; the caller falls back to the rule-based one."""
+
+
+@runtime_checkable
+class Analyst(Protocol):
+    #: The model name and prompt version: with the ticker and date, the cache key of an analysis.
+    model: str
+    prompt_version: str
+
+    def analyze(self, snapshot: TickerSnapshot) -> AnalysisResult: ...

@@ -1,0 +1,42 @@
+"""The archive of sent emails: exactly what was sent, stored before it is handed to the email backend.
+
+Keys are laid out by issue date and the delivery's opaque token, never the address:
+``emails/2026/11/20/<token>.html`` and ``.eml`` (the raw MIME message).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
+
+
+def archive_storage() -> Storage:
+    return storages["archive"]
+
+
+def archive_prefix(day: dt.date, token: str) -> str:
+    return f"emails/{day:%Y/%m/%d}/{token}"
+
+
+def archive_write(*, day: dt.date, token: str, html: str, mime: bytes, storage: Storage | None = None) -> str:
+    """Store the HTML and the raw message; returns the key of the HTML copy."""
+    storage = storage or archive_storage()
+    prefix = archive_prefix(day, token)
+    html_key = _save(storage, f"{prefix}.html", html.encode("utf-8"))
+    _save(storage, f"{prefix}.eml", mime)
+    return html_key
+
+
+def archive_read_html(key: str, storage: Storage | None = None) -> str:
+    storage = storage or archive_storage()
+    with storage.open(key, "rb") as handle:
+        return handle.read().decode("utf-8")
+
+
+def _save(storage: Storage, key: str, data: bytes) -> str:
+    # A rerun overwrites its own copy rather than piling up renamed duplicates.
+    if storage.exists(key):
+        storage.delete(key)
+    return storage.save(key, ContentFile(data))

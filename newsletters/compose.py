@@ -1,0 +1,182 @@
+"""Compose each subscriber's email: HTML and a plain-text twin.
+
+Everything that is the same for every reader (each ticker's card, the frame and its CSS) is rendered and inlined
+once per issue; a subscriber's email is then put together from those parts and a few personal values, so
+composing scales to a large list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from dataclasses import dataclass, field
+
+import css_inline
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from markets.snapshots import TickerSnapshot
+
+from .models import Analysis
+
+HEADLINE = "__WALTER_HEADLINE__"
+SUMMARY = "__WALTER_SUMMARY__"
+CARDS = "__WALTER_CARDS__"
+VIEW_URL = "__WALTER_VIEW_URL__"
+PREFERENCES_URL = "__WALTER_PREFERENCES_URL__"
+UNSUBSCRIBE_URL = "__WALTER_UNSUBSCRIBE_URL__"
+EMAIL = "__WALTER_EMAIL__"
+
+_inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+
+
+@dataclass(frozen=True)
+class Card:
+    html: str
+    text: str
+
+
+@dataclass
+class IssueContent:
+    """What every email of one issue is built from."""
+
+    day: dt.date
+    demo: bool
+    snapshots: dict[str, TickerSnapshot]
+    analyses: dict[str, Analysis]
+    cards: dict[str, Card] = field(default_factory=dict)
+    frame_html: str = ""
+    frame_text: str = ""
+
+
+@dataclass(frozen=True)
+class PersonalLinks:
+    view: str
+    preferences: str
+    unsubscribe: str
+
+
+@dataclass(frozen=True)
+class ComposedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+def issue_content_build(
+    *,
+    day: dt.date,
+    snapshots: dict[str, TickerSnapshot],
+    analyses: dict[str, Analysis],
+    chart_urls: dict[str, str] | None = None,
+) -> IssueContent:
+    """Render every ticker's card and the frame once for the whole issue."""
+    chart_urls = chart_urls or {}
+    demo = any(s.demo for s in snapshots.values())
+    llm = any(not a.automated for a in analyses.values())
+    content = IssueContent(day=day, demo=demo, snapshots=snapshots, analyses=analyses)
+    frame_context = {
+        "day": day,
+        "demo": demo,
+        "llm": llm,
+        "postal_address": settings.NEWSLETTER_POSTAL_ADDRESS,
+        "subject": f"Walter · {day:%b} {day.day}",
+    }
+    frame_html = render_to_string("newsletters/email/email.html", frame_context)
+    # Inline the frame with a sample card in place so card classes are styled by the same stylesheet.
+    sample_cards = "".join(
+        render_to_string(
+            "newsletters/email/card.html",
+            {"s": s, "analysis": analyses.get(sym), "chart_url": chart_urls.get(sym, "")},
+        ).replace('<tr><td class="card">', f'<tr data-card="{sym}"><td class="card">', 1)
+        for sym, s in sorted(snapshots.items())
+    )
+    inlined = _inliner.inline(frame_html.replace(CARDS, f"<!--CARDS-->{sample_cards}<!--/CARDS-->"))
+    start, end = inlined.index("<!--CARDS-->"), inlined.index("<!--/CARDS-->")
+    content.frame_html = inlined[:start] + CARDS + inlined[end + len("<!--/CARDS-->") :]
+    for chunk in inlined[start + len("<!--CARDS-->") : end].split('<tr data-card="')[1:]:
+        symbol, rest = chunk.split('"', 1)
+        snapshot = snapshots[symbol]
+        content.cards[symbol] = Card(
+            html="<tr" + rest,
+            text=render_to_string(
+                "newsletters/email/card.txt", {"s": snapshot, "analysis": analyses.get(symbol)}
+            ).strip(),
+        )
+    content.frame_text = render_to_string("newsletters/email/email.txt", frame_context)
+    return content
+
+
+def _headline(snapshots: list[TickerSnapshot]) -> str:
+    moved = [s for s in snapshots if s.change_pct is not None and not s.stale]
+    if not moved:
+        return "No new market data for your tickers today"
+    leader = max(moved, key=lambda s: s.change_pct)
+    laggard = min(moved, key=lambda s: s.change_pct)
+    if len(moved) == 1:
+        verb = "rises" if leader.change_pct > 0 else "falls" if leader.change_pct < 0 else "holds"
+        return f"{leader.symbol} {verb} {abs(leader.change_pct):.1f}%"
+    if leader.change_pct <= 0:
+        return f"A down day: {laggard.symbol} falls {abs(laggard.change_pct):.1f}%"
+    if laggard.change_pct >= 0:
+        return f"An up day: {leader.symbol} leads with +{leader.change_pct:.1f}%"
+    return (
+        f"{leader.symbol} leads with +{leader.change_pct:.1f}%, {laggard.symbol} slips {abs(laggard.change_pct):.1f}%"
+    )
+
+
+def _summary(snapshots: list[TickerSnapshot]) -> tuple[str, str]:
+    up = sum(1 for s in snapshots if not s.stale and (s.change_pct or 0) > 0)
+    down = sum(1 for s in snapshots if not s.stale and (s.change_pct or 0) < 0)
+    stale = sum(1 for s in snapshots if s.stale)
+    noun = "ticker" if len(snapshots) == 1 else "tickers"
+    text = f"Your {len(snapshots)} {noun}: {up} up, {down} down"
+    rich = (
+        f'Your {len(snapshots)} {noun}: <b style="color:#137333">{up} up</b>, <b style="color:#b3261e">{down} down</b>'
+    )
+    if stale:
+        text += f", {stale} without new data"
+        rich += f", {stale} without new data"
+    return rich, text
+
+
+def subject_line(day: dt.date, snapshots: list[TickerSnapshot], demo: bool) -> str:
+    prefix = "[DEMO DATA] " if demo else ""
+    return f"{prefix}Walter {day:%b} {day.day}: {_headline(snapshots)}"
+
+
+def email_compose(*, content: IssueContent, symbols: list[str], email: str, links: PersonalLinks) -> ComposedEmail:
+    """One subscriber's email from the issue's shared parts; ``symbols`` are the tickers they follow."""
+    snapshots = [content.snapshots[s] for s in symbols if s in content.snapshots]
+    headline = _headline(snapshots)
+    summary_html, summary_text = _summary(snapshots)
+    escaped = {
+        HEADLINE: html.escape(headline),
+        SUMMARY: summary_html,
+        VIEW_URL: html.escape(links.view),
+        PREFERENCES_URL: html.escape(links.preferences),
+        UNSUBSCRIBE_URL: html.escape(links.unsubscribe),
+        EMAIL: html.escape(email),
+        CARDS: "".join(content.cards[s.symbol].html for s in snapshots),
+    }
+    plain = {
+        HEADLINE: headline,
+        SUMMARY: summary_text,
+        VIEW_URL: links.view,
+        PREFERENCES_URL: links.preferences,
+        UNSUBSCRIBE_URL: links.unsubscribe,
+        EMAIL: email,
+        CARDS: "\n\n".join(content.cards[s.symbol].text for s in snapshots),
+    }
+    return ComposedEmail(
+        subject=subject_line(content.day, snapshots, content.demo),
+        html=_fill(content.frame_html, escaped),
+        text=_fill(content.frame_text, plain),
+    )
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    # Personal values go in last, so text a subscriber controls can never be read as a placeholder.
+    for key in (HEADLINE, SUMMARY, CARDS, VIEW_URL, PREFERENCES_URL, UNSUBSCRIBE_URL, EMAIL):
+        template = template.replace(key, values[key])
+    return template

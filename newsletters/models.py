@@ -1,0 +1,135 @@
+"""Issues, their deliveries, the analyses they carry, and the record of every daily run."""
+
+import uuid
+
+from django.db import models
+
+from markets.models import Ticker
+from subscriptions.models import Subscriber
+
+
+class Issue(models.Model):
+    """One newsletter edition: the market session it reports on."""
+
+    date = models.DateField(unique=True)
+    demo = models.BooleanField(default=False, help_text="Built from DEMO DATA.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-date"]
+
+    def __str__(self) -> str:
+        return f"Issue {self.date.isoformat()}"
+
+
+class Delivery(models.Model):
+    """One subscriber's copy of one issue; its status makes every send safe to run twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.SET_NULL, null=True, related_name="deliveries")
+    #: Opaque id used in archive keys and view-in-browser links; never the address.
+    token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    email = models.EmailField(blank=True, help_text="The address it was sent to.")
+    symbols = models.JSONField(default=list, blank=True, help_text="The tickers the email covered.")
+    message_id = models.CharField(max_length=255, blank=True)
+    archive_key = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    retryable = models.BooleanField(default=True, help_text="A failed delivery a rerun may try again.")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sending_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-issue__date", "id"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["issue", "subscriber"], name="delivery_one_per_issue_subscriber")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issue.date} → {self.email or self.subscriber_id}"
+
+
+class Analysis(models.Model):
+    """The analysis of one ticker for one session by one model and prompt version (the cache key)."""
+
+    class Stance(models.TextChoices):
+        BULLISH = "bullish", "Bullish"
+        NEUTRAL = "neutral", "Neutral"
+        BEARISH = "bearish", "Bearish"
+
+    ticker = models.ForeignKey(Ticker, on_delete=models.CASCADE, related_name="analyses")
+    date = models.DateField()
+    model = models.CharField(max_length=120)
+    prompt_version = models.CharField(max_length=40)
+    headline = models.CharField(max_length=200)
+    summary = models.TextField()
+    stance = models.CharField(max_length=10, choices=Stance.choices)
+    score = models.PositiveSmallIntegerField()
+    points = models.JSONField(default=list, blank=True)
+    risks = models.JSONField(default=list, blank=True)
+    automated = models.BooleanField(default=False, help_text="Written by the rule-based analyst.")
+    fallback_reason = models.TextField(blank=True, help_text="Why the model's answer was not used.")
+    data_as_of = models.DateField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-date", "ticker__symbol"]
+        verbose_name_plural = "analyses"
+        constraints = [
+            models.UniqueConstraint(fields=["ticker", "date", "model", "prompt_version"], name="analysis_cache_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticker_id} {self.date} {self.stance} {self.score}"
+
+
+class DailyRun(models.Model):
+    """One run of the daily job: what each stage did, how long it took, and what went wrong."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        PARTIAL = "partial", "Partial (some items failed)"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped (no session)"
+
+    date = models.DateField(db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    dry_run = models.BooleanField(default=False)
+    stages = models.CharField(max_length=64, default="data,analysis,delivery")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    tickers_updated = models.PositiveIntegerField(default=0)
+    tickers_stale = models.PositiveIntegerField(default=0)
+    tickers_failed = models.PositiveIntegerField(default=0)
+    analyses_created = models.PositiveIntegerField(default=0)
+    analyses_cached = models.PositiveIntegerField(default=0)
+    analyses_fallback = models.PositiveIntegerField(default=0)
+    emails_sent = models.PositiveIntegerField(default=0)
+    emails_failed = models.PositiveIntegerField(default=0)
+    emails_skipped = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    estimated_cost_usd = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    durations = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
+    errors = models.JSONField(default=dict, blank=True, help_text="Per stage, what failed and why.")
+    summary = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Run {self.date} {self.status}"

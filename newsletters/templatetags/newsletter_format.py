@@ -1,0 +1,31 @@
+"""Number formats of the newsletter: one place, so the HTML and the text twin always agree."""
+
+from django import template
+
+register = template.Library()
+DASH = "—"
+
+
+@register.filter
+def money(value: float | None) -> str:
+    return DASH if value is None else f"{value:,.2f}"
+
+
+@register.filter
+def money0(value: float | None) -> str:
+    return DASH if value is None else f"{value:,.0f}"
+
+
+@register.filter
+def number(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{value:.{int(digits)}f}"
+
+
+@register.filter
+def signed_pct(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{value:+.{int(digits)}f}%"
+
+
+@register.filter
+def unsigned_pct(value: float | None, digits: int = 2) -> str:
+    return DASH if value is None else f"{abs(value):.{int(digits)}f}%"

@@ -1,0 +1,18 @@
+"""Absolute URLs of a subscriber's personal pages, for emails."""
+
+from django.conf import settings
+from django.urls import reverse
+
+from . import tokens
+
+
+def absolute(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def unsubscribe_url(subscriber_id: int) -> str:
+    return absolute(reverse("subscriptions:unsubscribe", args=[tokens.make_token(tokens.UNSUBSCRIBE, subscriber_id)]))
+
+
+def preferences_url(subscriber_id: int) -> str:
+    return absolute(reverse("subscriptions:preferences", args=[tokens.make_token(tokens.PREFERENCES, subscriber_id)]))

@@ -1,0 +1,327 @@
+"""A fake Polygon.io REST server on loopback, for testing the provider through the real `massive` client.
+
+It replays the recorded responses in `shared/fixtures/polygon/` (file name = request path with `/` and `&` turned
+into `_`), serves a synthetic market that tests fill in (random walks, splits, holidays), and plays scripted
+scenarios before anything else: 429 with Retry-After, 500, answers slower than the client's timeout, malformed
+JSON. Every request is recorded so tests can count them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import numpy as np
+
+# shared/ sits beside the repository.
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "polygon"
+
+GROUPED = re.compile(r"^/v2/aggs/grouped/locale/us/market/stocks/(\d{4}-\d{2}-\d{2})$")
+RANGE = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/1/day/(\d{4}-\d{2}-\d{2})/(\d{4}-\d{2}-\d{2})$")
+DETAILS = re.compile(r"^/v3/reference/tickers/([^/]+)$")
+MARKET_TZ_OFFSET_HOURS = 5  # bars are stamped at midnight New York time; EST is close enough for the fake
+
+
+@dataclass
+class Reply:
+    """One scripted answer: status, headers, body (bytes or JSON-able), and a delay before answering."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    path: str
+    query: dict[str, list[str]]
+    authorization: str
+
+
+class FakePolygon:
+    def __init__(self) -> None:
+        self.bars: dict[str, dict[dt.date, tuple[float, float, float, float, float]]] = {}
+        self.names: dict[str, str] = {}
+        self.holidays: list[dict[str, str]] | None = None  # None: replay the recorded upcoming holidays
+        self.splits: list[dict[str, Any]] = []
+        self.unpublished: set[dt.date] = set()  # grouped daily answers "no results" for these dates
+        self.page_cap = 1000  # ticker search pages hold at most this many results, like Polygon's own cap
+        self.scripts: list[tuple[str, deque[Reply]]] = []
+        self.requests: list[Seen] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                fake._handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-polygon", daemon=True
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakePolygon:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- what tests set up ---------------------------------------------------------------------------------
+
+    def script(self, path_prefix: str, *replies: Reply) -> None:
+        """Answer the next requests whose path starts with ``path_prefix`` with ``replies``, in order."""
+        with self._lock:
+            self.scripts.append((path_prefix, deque(replies)))
+
+    def add_random_walks(
+        self, symbols: list[str], days: list[dt.date], *, seed: int = 7, start_price: float = 100.0
+    ) -> None:
+        """A plausible, deterministic daily series for each symbol over ``days``."""
+        rng = np.random.default_rng(seed)
+        for symbol in symbols:
+            returns = rng.normal(0.0003, 0.015, len(days))
+            close = start_price * rng.uniform(0.2, 3.0) * np.exp(np.cumsum(returns))
+            open_ = close * np.exp(-returns / 2)
+            high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, len(days)))
+            low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, len(days)))
+            volume = np.round(rng.uniform(1e5, 1e7, len(days)))
+            series = self.bars.setdefault(symbol, {})
+            for i, day in enumerate(days):
+                series[day] = (
+                    round(float(open_[i]), 4),
+                    round(float(high[i]), 4),
+                    round(float(low[i]), 4),
+                    round(float(close[i]), 4),
+                    float(volume[i]),
+                )
+            self.names.setdefault(symbol, f"{symbol} Holdings Inc.")
+
+    def set_bar(self, symbol: str, day: dt.date, o: float, h: float, lo: float, c: float, v: float) -> None:
+        self.bars.setdefault(symbol, {})[day] = (o, h, lo, c, v)
+        self.names.setdefault(symbol, f"{symbol} Holdings Inc.")
+
+    def apply_split(self, symbol: str, day: dt.date, ratio: float) -> None:
+        """A ``ratio``-for-1 split effective on ``day``: earlier bars are adjusted and a reference record appears."""
+        series = self.bars[symbol]
+        for d in list(series):
+            if d < day:
+                o, h, lo, c, v = series[d]
+                series[d] = (o / ratio, h / ratio, lo / ratio, c / ratio, v * ratio)
+        self.splits.append({"ticker": symbol, "execution_date": day.isoformat(), "split_from": 1, "split_to": ratio})
+
+    def count(self, path_prefix: str = "") -> int:
+        return sum(1 for r in self.requests if r.path.startswith(path_prefix))
+
+    # -- serving -------------------------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        query = parse_qs(parts.query)
+        with self._lock:
+            self.requests.append(Seen(parts.path, query, handler.headers.get("Authorization", "")))
+            reply = None
+            for prefix, replies in self.scripts:
+                if parts.path.startswith(prefix) and replies:
+                    reply = replies.popleft()
+                    break
+        if reply is None:
+            reply = self._route(parts.path, query, parts.query)
+        if reply.delay:
+            # Sleep in small steps so stopping the server does not wait for a slow answer.
+            deadline = time.monotonic() + reply.delay
+            while time.monotonic() < deadline and not self._stop.is_set():
+                time.sleep(0.02)
+        body = reply.body
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout scenario)
+
+    def _fixture(self, path: str, raw_query: str) -> Reply | None:
+        name = path.lstrip("/").replace("/", "_")
+        if raw_query:
+            name += "_" + raw_query.replace("&", "_")
+        file = FIXTURES / f"{name}.json"
+        return Reply(body=file.read_bytes()) if file.is_file() else None
+
+    def _route(self, path: str, query: dict[str, list[str]], raw_query: str) -> Reply:
+        if m := GROUPED.match(path):
+            return self._grouped(dt.date.fromisoformat(m.group(1)), path)
+        if m := RANGE.match(path):
+            return self._range(m.group(1), dt.date.fromisoformat(m.group(2)), dt.date.fromisoformat(m.group(3)), path)
+        if path == "/v3/reference/tickers":
+            return self._search(query)
+        if path == "/v3/reference/splits":
+            return self._splits(query)
+        if path == "/v1/marketstatus/upcoming" and self.holidays is not None:
+            return Reply(body=self.holidays)
+        if m := DETAILS.match(path):
+            return self._details(m.group(1), path)
+        recorded = self._fixture(path, raw_query)
+        if recorded:
+            return recorded
+        return Reply(404, {"status": "NOT_FOUND", "request_id": "fake", "message": "Not found."})
+
+    def _grouped(self, day: dt.date, path: str) -> Reply:
+        results = []
+        if day not in self.unpublished:
+            stamp = _stamp(day)
+            for symbol, series in self.bars.items():
+                if day in series:
+                    o, h, lo, c, v = series[day]
+                    results.append(
+                        {
+                            "T": symbol,
+                            "v": v,
+                            "vw": round((h + lo + c) / 3, 4),
+                            "o": o,
+                            "c": c,
+                            "h": h,
+                            "l": lo,
+                            "t": stamp,
+                            "n": 100,
+                        }
+                    )
+        if not results and not self.bars:
+            recorded = self._fixture(path, "adjusted=true")
+            if recorded:
+                return recorded
+        body: dict[str, Any] = {
+            "queryCount": len(results),
+            "resultsCount": len(results),
+            "adjusted": True,
+            "status": "OK",
+            "request_id": "fake",
+        }
+        if results:  # Polygon leaves `results` out when there is no data
+            body["results"] = results
+            body["count"] = len(results)
+        return Reply(body=body)
+
+    def _range(self, symbol: str, start: dt.date, end: dt.date, path: str) -> Reply:
+        series = self.bars.get(symbol)
+        if series is None:
+            recorded = self._fixture(path, "")
+            if recorded:
+                return recorded
+            return Reply(
+                body={
+                    "ticker": symbol,
+                    "queryCount": 0,
+                    "resultsCount": 0,
+                    "adjusted": True,
+                    "status": "OK",
+                    "request_id": "fake",
+                }
+            )
+        results = [
+            {"v": v, "vw": round((h + lo + c) / 3, 4), "o": o, "c": c, "h": h, "l": lo, "t": _stamp(d), "n": 100}
+            for d, (o, h, lo, c, v) in sorted(series.items())
+            if start <= d <= end
+        ]
+        body = {
+            "ticker": symbol,
+            "queryCount": len(results),
+            "resultsCount": len(results),
+            "adjusted": True,
+            "status": "OK",
+            "request_id": "fake",
+            "count": len(results),
+        }
+        if results:
+            body["results"] = results
+        return Reply(body=body)
+
+    def _details(self, symbol: str, path: str) -> Reply:
+        if symbol in self.names:
+            return Reply(
+                body={
+                    "results": {
+                        "ticker": symbol,
+                        "name": self.names[symbol],
+                        "market": "stocks",
+                        "locale": "us",
+                        "active": True,
+                    },
+                    "status": "OK",
+                    "request_id": "fake",
+                }
+            )
+        recorded = self._fixture(path, "")
+        if recorded:
+            return recorded
+        return Reply(404, {"status": "NOT_FOUND", "request_id": "fake", "message": "Ticker not found."})
+
+    def _universe(self) -> list[tuple[str, str]]:
+        recorded = json.loads((FIXTURES / "v3_reference_tickers.json").read_text())["results"]
+        names = {r["ticker"]: r["name"] for r in recorded}
+        names["AAPL"] = "Apple Inc."
+        names.update(self.names)
+        return sorted(names.items())
+
+    def _search(self, query: dict[str, list[str]]) -> Reply:
+        term = (query.get("search") or [""])[0].upper()
+        limit = int((query.get("limit") or ["10"])[0])
+        offset = int((query.get("cursor") or ["0"])[0])
+        if query.get("cursor"):  # a next_url carries only the cursor; the fake keeps the search in it
+            term = (query.get("term") or [""])[0]
+            limit = int((query.get("page") or ["10"])[0])
+        matches = [
+            {"ticker": s, "name": n, "market": "stocks", "locale": "us", "active": True}
+            for s, n in self._universe()
+            if term in s or term in n.upper()
+        ]
+        limit = min(limit, self.page_cap)
+        page = matches[offset : offset + limit]
+        body: dict[str, Any] = {"results": page, "status": "OK", "request_id": "fake", "count": len(page)}
+        if offset + limit < len(matches):
+            body["next_url"] = "https://api.polygon.io/v3/reference/tickers?" + urlencode(
+                {"cursor": offset + limit, "term": term, "page": limit}
+            )
+        return Reply(body=body)
+
+    def _splits(self, query: dict[str, list[str]]) -> Reply:
+        ticker = (query.get("ticker") or [""])[0]
+        since = (query.get("execution_date.gte") or ["0000-00-00"])[0]
+        results = [s for s in self.splits if (not ticker or s["ticker"] == ticker) and s["execution_date"] >= since]
+        return Reply(body={"results": results, "status": "OK", "request_id": "fake"})
+
+
+def _stamp(day: dt.date) -> int:
+    midnight = dt.datetime(day.year, day.month, day.day, MARKET_TZ_OFFSET_HOURS, tzinfo=dt.UTC)
+    return int(midnight.timestamp() * 1000)

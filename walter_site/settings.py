@@ -1,0 +1,198 @@
+"""Walter settings.
+
+Every setting comes from the environment (django-environ) with a safe local default, so a fresh clone runs with
+no `.env` at all: SQLite under `var/`, demo market data, the rule-based analyst, emails written to `var/outbox/`,
+the archive in `var/archive/` and the shared tables in the local database.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("WALTER_VAR_DIR", default=str(BASE_DIR / "var")))
+# SQLite, the outbox, the archive and locks live here by default; a fresh clone has no var/ yet.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="walter-local-development-key-not-for-production")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Absolute base of links in emails (confirm, preferences, unsubscribe, view in browser).
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "anymail",
+    "markets",
+    "subscriptions",
+    "newsletters",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "walter_site.urls"
+WSGI_APPLICATION = "walter_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'walter.sqlite3'}")}
+DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the preview pages read while run_daily writes.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL;")
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://walter")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+# The market's own time zone: "today" and "the latest completed session" are decided here.
+MARKET_TIME_ZONE = env.str("MARKET_TIME_ZONE", default="America/New_York")
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+ARCHIVE_STORAGE_BACKEND = env.str("ARCHIVE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
+ARCHIVE_BUCKET = env.str("ARCHIVE_BUCKET", default="")
+if ARCHIVE_STORAGE_BACKEND == "storages.backends.s3.S3Storage":
+    _archive_options = {
+        "bucket_name": ARCHIVE_BUCKET,
+        "default_acl": None,
+        "querystring_auth": True,
+        "file_overwrite": True,
+        "object_parameters": {"ServerSideEncryption": "AES256"},
+        "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+    }
+else:
+    _archive_options = {"location": str(env.path("ARCHIVE_DIR", default=str(VAR_DIR / "archive")))}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "archive": {"BACKEND": ARCHIVE_STORAGE_BACKEND, "OPTIONS": _archive_options},
+}
+
+# Email: files under var/outbox by default; Amazon SES through django-anymail in production.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="newsletters.email_backends.EmlFileBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "outbox"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Walter <walter@localhost>")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+ADMINS = [("Walter operators", a) for a in env.list("ADMINS", default=[])]
+NEWSLETTER_POSTAL_ADDRESS = env.str("NEWSLETTER_POSTAL_ADDRESS", default="Walter, 1 Example Street, Springfield, USA")
+NEWSLETTER_UNSUBSCRIBE_MAILTO = env.str("NEWSLETTER_UNSUBSCRIBE_MAILTO", default="")
+ANYMAIL = {
+    "AMAZON_SES_CLIENT_PARAMS": {"region_name": env.str("AWS_REGION", default="us-east-1")},
+    "AMAZON_SES_CONFIGURATION_SET_NAME": env.str("SES_CONFIGURATION_SET", default="") or None,
+}
+SES_MAX_SEND_RATE = env.float("SES_MAX_SEND_RATE", default=14.0)
+
+# Pluggable outside systems, chosen by dotted path the way EMAIL_BACKEND is.
+POLYGON_API_KEY = env.str("POLYGON_API_KEY", default="")
+MARKET_DATA_PROVIDER = env.str(
+    "MARKET_DATA_PROVIDER",
+    default="markets.providers.polygon.PolygonProvider" if POLYGON_API_KEY else "markets.providers.demo.DemoProvider",
+)
+LLM_BASE_URL = env.str("LLM_BASE_URL", default="")
+LLM_API_KEY = env.str("LLM_API_KEY", default="")
+LLM_MODEL = env.str("LLM_MODEL", default="")
+NEWSLETTER_ANALYST = env.str(
+    "NEWSLETTER_ANALYST",
+    default="newsletters.analysts.llm.LLMAnalyst"
+    if (LLM_API_KEY or LLM_BASE_URL) and LLM_MODEL
+    else "newsletters.analysts.rule_based.RuleBasedAnalyst",
+)
+SHARED_TABLES_BACKEND = env.str("SHARED_TABLES_BACKEND", default="markets.shared_tables.database.DatabaseSharedTables")
+SHARED_TABLES_STAGE = env.str("SHARED_TABLES_STAGE", default="dev")
+DYNAMODB_ENDPOINT_URL = env.str("DYNAMODB_ENDPOINT_URL", default="")
+AWS_REGION = env.str("AWS_REGION", default="us-east-1")
+
+# Polygon.io through its official client `massive`; the base URL is a setting so tests point it at a local server.
+POLYGON_BASE_URL = env.str("POLYGON_BASE_URL", default="https://api.polygon.io").rstrip("/")
+# Shared by every process through the cache; the free plan allows 5 requests per minute.
+POLYGON_REQUESTS_PER_MINUTE = env.float("POLYGON_REQUESTS_PER_MINUTE", default=5.0)
+POLYGON_CONNECT_TIMEOUT = env.float("POLYGON_CONNECT_TIMEOUT", default=5.0)
+POLYGON_READ_TIMEOUT = env.float("POLYGON_READ_TIMEOUT", default=30.0)
+# Attempts per request after the first, for timeouts, 429 and 5xx answers.
+POLYGON_RETRIES = env.int("POLYGON_RETRIES", default=3)
+# A 429 without Retry-After waits this long; a longer Retry-After than the cap fails the request instead.
+POLYGON_RETRY_AFTER_DEFAULT = env.float("POLYGON_RETRY_AFTER_DEFAULT", default=12.0)
+POLYGON_RETRY_AFTER_MAX = env.float("POLYGON_RETRY_AFTER_MAX", default=120.0)
+# Ticker details and search answers are cached this long (seconds); an unknown symbol for less.
+POLYGON_REFERENCE_CACHE_SECONDS = env.int("POLYGON_REFERENCE_CACHE_SECONDS", default=24 * 3600)
+# Data quality: a daily |log return| beyond this many standard deviations of the ticker's recent returns, with
+# no split, is flagged for staff and shown with a caution.
+OUTLIER_SIGMA = env.float("OUTLIER_SIGMA", default=6.0)
+OUTLIER_LOOKBACK = env.int("OUTLIER_LOOKBACK", default=60)
+# DynamoDB shared tables: botocore's standard retry mode with this many attempts; batch writes retry
+# unprocessed items this many times with exponential backoff.
+DYNAMODB_MAX_ATTEMPTS = env.int("DYNAMODB_MAX_ATTEMPTS", default=5)
+DYNAMODB_UNPROCESSED_RETRIES = env.int("DYNAMODB_UNPROCESSED_RETRIES", default=8)
+
+# The daily job.
+RUN_DAILY_LOCK_TIMEOUT = env.int("RUN_DAILY_LOCK_TIMEOUT", default=6 * 3600)
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=200)
+# Days of history a newly followed ticker gets, enough for SMA50, the 180-day drawdown and the 52-week range.
+MARKET_BACKFILL_DAYS = env.int("MARKET_BACKFILL_DAYS", default=400)
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "walter": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}
+
+LOGIN_URL = "admin:login"
+
+# Estimated cost of model calls, in US dollars per million tokens.
+LLM_PRICE_INPUT_PER_MILLION = env.float("LLM_PRICE_INPUT_PER_MILLION", default=0.0)
+LLM_PRICE_OUTPUT_PER_MILLION = env.float("LLM_PRICE_OUTPUT_PER_MILLION", default=0.0)
