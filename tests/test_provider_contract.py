@@ -1,0 +1,101 @@
+"""One contract for every market-data provider: the demo provider and Polygon (through `massive`, on loopback).
+
+The daily job relies only on what the Protocol promises, so each implementation must keep the same promises:
+one session's bars by symbol, a backfill range oldest first, unknown symbols reported as None, search capped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+
+from markets import calendar
+from markets.providers.base import Bar, MarketDataProvider, TickerInfo
+from markets.providers.demo import DemoProvider
+from markets.providers.polygon import PolygonProvider
+from tests.fakes.polygon_server import FakePolygon
+
+SESSION = dt.date(2026, 11, 20)
+SATURDAY = dt.date(2026, 11, 21)
+
+
+@dataclass
+class Case:
+    provider: MarketDataProvider
+    known: str  # a symbol with history
+    name_fragment: str  # part of that symbol's company name, for search
+
+
+@pytest.fixture(params=["demo", "polygon"])
+def case(request) -> Iterator[Case]:
+    cache.clear()
+    if request.param == "demo":
+        yield Case(DemoProvider(), known="AAPL", name_fragment="APPLE")
+        return
+    server = FakePolygon().start()
+    sessions = calendar.trading_days_between(SESSION - dt.timedelta(days=120), SESSION)
+    server.add_random_walks(["AAPL", "MSFT"], sessions)
+    server.names["AAPL"] = "Apple Inc."
+    provider = PolygonProvider(
+        api_key="test-key",
+        base_url=server.url,
+        requests_per_minute=600_000,
+        connect_timeout=1.0,
+        read_timeout=2.0,
+        retries=1,
+        sleep=lambda seconds: None,
+    )
+    yield Case(provider, known="AAPL", name_fragment="APPLE")
+    server.stop()
+    cache.clear()
+
+
+def _valid(bar: Bar) -> bool:
+    return 0 < bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high and bar.volume >= 0
+
+
+def test_it_satisfies_the_protocol_and_says_where_its_data_comes_from(case):
+    assert isinstance(case.provider, MarketDataProvider)
+    assert isinstance(case.provider.source, str) and case.provider.source
+    assert isinstance(case.provider.is_demo, bool)
+
+
+def test_grouped_daily_gives_valid_bars_of_that_session_by_symbol(case):
+    bars = case.provider.grouped_daily(SESSION)
+    assert case.known in bars
+    for symbol, bar in bars.items():
+        assert bar.symbol == symbol and bar.date == SESSION and _valid(bar)
+
+
+def test_grouped_daily_on_a_day_without_a_session_is_no_data(case):
+    assert case.provider.grouped_daily(SATURDAY) == {}
+
+
+def test_daily_bars_are_oldest_first_inside_the_range_and_end_with_the_grouped_bar(case):
+    start = SESSION - dt.timedelta(days=60)
+    bars = case.provider.daily_bars(case.known, start, SESSION)
+    assert len(bars) >= 35  # about 41 sessions in 60 days
+    dates = [b.date for b in bars]
+    assert dates == sorted(set(dates)) and dates[0] >= start and dates[-1] == SESSION
+    assert all(calendar.is_trading_day(d) and _valid(b) for d, b in zip(dates, bars, strict=True))
+    grouped = case.provider.grouped_daily(SESSION)[case.known]
+    assert bars[-1].close == pytest.approx(grouped.close)
+
+
+def test_ticker_details_know_a_symbol_and_report_an_unknown_one_as_none(case):
+    info = case.provider.ticker_details(case.known.lower())
+    assert isinstance(info, TickerInfo) and info.symbol == case.known and info.name
+    assert case.provider.ticker_details("ZZZZQ") is None
+
+
+def test_search_matches_symbol_or_name_best_first_and_respects_the_limit(case):
+    by_symbol = case.provider.search_tickers(case.known[:2], limit=3)
+    assert 1 <= len(by_symbol) <= 3
+    assert by_symbol[0].symbol.startswith(case.known[:2])
+    by_name = case.provider.search_tickers(case.name_fragment.lower(), limit=5)
+    assert case.known in [t.symbol for t in by_name]
+    assert case.provider.search_tickers("", limit=5) == []
