@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +22,38 @@ class LockHeld(Exception):
     pass
 
 
+# PostgreSQL advisory locks are re-entrant within one database session, so a second holder in this same process
+# would get the lock again; the names held here make the lock exclusive within the process too.
+_held: set[str] = set()
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _held_in_process(name: str) -> Iterator[None]:
+    with _held_guard:
+        if name in _held:
+            raise LockHeld(name)
+        _held.add(name)
+    try:
+        yield
+    finally:
+        with _held_guard:
+            _held.discard(name)
+
+
 def _key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 @contextlib.contextmanager
 def exclusive(name: str) -> Iterator[None]:
+    """Hold the lock ``name`` for the block, or raise LockHeld at once when another holder has it."""
+    with _held_in_process(name), _exclusive_between_processes(name):
+        yield
+
+
+@contextlib.contextmanager
+def _exclusive_between_processes(name: str) -> Iterator[None]:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [_key(name)])
