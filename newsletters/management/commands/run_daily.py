@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from markets import calendar
 from newsletters.locks import LockHeld, exclusive
 from newsletters.models import DailyRun
+from newsletters.observability import run_finished, run_scope
 from newsletters.pipeline import STAGES, Progress, daily_run
 
 
@@ -35,15 +36,18 @@ class Command(BaseCommand):
             raise CommandError("--limit must be zero or more")
         reason = calendar.closed_reason(day)
         if reason:
-            DailyRun.objects.create(
+            skipped = DailyRun.objects.create(
                 date=day, status=DailyRun.Status.SKIPPED, summary=f"No session: {reason}", stages=""
             )
+            with run_scope():
+                run_finished(skipped)
             self.stdout.write(f"No market session: {reason}. Nothing to send.")
             return
         stages = [options["stage"]] if options["stage"] else list(STAGES)
         try:
-            with exclusive("run_daily"):
+            with exclusive("run_daily"), run_scope():
                 run = self._run(day, stages, options)
+                run_finished(run)
         except LockHeld:
             raise CommandError("another run_daily is already running; not starting a second one") from None
         self.stdout.write(run.summary)
