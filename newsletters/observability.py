@@ -72,6 +72,19 @@ def run_finished(run: DailyRun, *, stream: TextIO | None = None) -> None:
         alert(run)
 
 
+def run_crashed(*, day, stages, error: BaseException) -> None:
+    """A run that failed before its DailyRun was recorded still logs, counts as failed and alerts."""
+    logger.exception("daily run for %s failed before it was recorded", day, exc_info=error)
+    run = DailyRun(
+        date=day,
+        stages=",".join(stages),
+        status=DailyRun.Status.FAILED,
+        errors={"run": f"{type(error).__name__}: {error}"},
+        summary=f"{day.isoformat()} failed before it was recorded: {type(error).__name__}: {error}",
+    )
+    run_finished(run)
+
+
 def emf_document(run: DailyRun, *, timestamp_ms: int | None = None) -> dict:
     """One CloudWatch Embedded Metric Format object: the metrics of a run, dimension Stage."""
     return {
@@ -107,7 +120,8 @@ def emit_emf(run: DailyRun, *, stream: TextIO | None = None) -> None:
 
 def alert_text(run: DailyRun) -> tuple[str, str]:
     subject = f"Walter {settings.STAGE}: daily run for {run.date.isoformat()} {run.status}"
-    lines = [run.summary, "", f"Run id: {run.pk}", f"Status: {run.get_status_display()}"]
+    run_id = run.pk if run.pk is not None else "none (the run stopped before it was recorded)"
+    lines = [run.summary, "", f"Run id: {run_id}", f"Status: {run.get_status_display()}"]
     if run.errors:
         lines += ["", "Errors:", json.dumps(run.errors, indent=2, sort_keys=True, default=str)]
     lines += ["", "Details: the Daily runs page of the admin, and the task's log lines tagged with this run id."]

@@ -197,3 +197,20 @@ def test_a_day_without_a_session_logs_one_line_and_alerts_nobody(walter_log, adm
     lines = walter_log()
     assert [line["message"] for line in lines] == ["daily run finished: No session: Saturday 2026-11-21 is a weekend"]
     assert mail.outbox == []
+
+
+def test_a_run_that_cannot_even_start_still_alerts(trading_day, monkeypatch, admins_by_locmem, settings, capsys):
+    settings.METRICS = "emf"
+
+    def misconfigured():
+        raise ValueError("MARKET_DATA_PROVIDER 'nope' cannot be imported")
+
+    monkeypatch.setattr("newsletters.pipeline.get_provider", misconfigured)
+    with pytest.raises(CommandError, match="ValueError: MARKET_DATA_PROVIDER"):
+        call_command("run_daily", "--date", trading_day.isoformat())
+    assert not DailyRun.objects.exists()
+    (alert_mail,) = mail.outbox
+    assert "failed" in alert_mail.subject
+    assert "stopped before it was recorded" in alert_mail.body
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert [doc["RunFailed"] for doc in emf] == [1]

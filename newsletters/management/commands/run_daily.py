@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from markets import calendar
 from newsletters.locks import LockHeld, exclusive
 from newsletters.models import DailyRun
-from newsletters.observability import run_finished, run_scope
+from newsletters.observability import run_crashed, run_finished, run_scope
 from newsletters.pipeline import STAGES, Progress, daily_run
 
 
@@ -46,7 +46,12 @@ class Command(BaseCommand):
         stages = [options["stage"]] if options["stage"] else list(STAGES)
         try:
             with exclusive("run_daily"), run_scope():
-                run = self._run(day, stages, options)
+                try:
+                    run = self._run(day, stages, options)
+                except Exception as exc:
+                    # Before the run could record itself (configuration, database): alert all the same.
+                    run_crashed(day=day, stages=stages, error=exc)
+                    raise CommandError(f"run for {day.isoformat()} failed: {type(exc).__name__}: {exc}") from exc
                 run_finished(run)
         except LockHeld:
             raise CommandError("another run_daily is already running; not starting a second one") from None
