@@ -101,13 +101,15 @@ def test_production_secrets_come_from_secrets_manager(tmp_path):
             DATABASE_URL=None,
             AWS_SECRETS_MANAGER_SECRET_ID="walter/prod/app",
             AWS_ENDPOINT_URL_SECRETS_MANAGER=endpoint,
+            DATABASE_PASSWORD="from-the-database-secret",
         )
         code = (
-            "from django.conf import settings; print(settings.DATABASES['default']['HOST'], len(settings.SECRET_KEY))"
+            "from django.conf import settings; db = settings.DATABASES['default'];"
+            "print(db['HOST'], db['PASSWORD'], len(settings.SECRET_KEY))"
         )
         result = manage(env, "shell", "-v", "0", "-c", code)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == ["db.internal", str(len(STRONG_KEY))]
+        assert result.stdout.split() == ["db.internal", "from-the-database-secret", str(len(STRONG_KEY))]
 
         missing = manage({**env, "AWS_SECRETS_MANAGER_SECRET_ID": "walter/prod/nope"}, "check")
         assert missing.returncode != 0

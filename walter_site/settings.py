@@ -242,7 +242,7 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
 SESSION_COOKIE_SAMESITE = "Lax"
 
 # The admin lives at a path of the operator's choosing ("ops-7f3a/"), not where every scanner looks first.
-ADMIN_URL = env.str("ADMIN_URL", default="admin/").strip("/") + "/"
+ADMIN_URL = (env.str("ADMIN_URL", default="admin/").strip("/") or "admin") + "/"
 
 # Content Security Policy (django-csp 4 format). Scripts only from this site; inline styles are allowed because
 # email previews are emails, whose CSS is inlined by design; charts may come from the archive bucket over https.
