@@ -63,6 +63,7 @@ def test_every_line_of_a_run_carries_its_id_and_one_summary_line_ends_it(seeded,
     assert len(during) >= 2
     assert all(line["run_id"] == run.pk for line in during)
     assert {line["level"] for line in lines} <= {"INFO", "WARNING", "ERROR"}
+    assert all(line["time"].endswith("+00:00") for line in lines)
     summaries = [line for line in during if line["message"].startswith("daily run finished")]
     assert len(summaries) == 1
     summary = summaries[0]
