@@ -91,3 +91,14 @@ class DailyRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "dry_run", "date"]
     readonly_fields = [f.name for f in DailyRun._meta.fields]
     search_fields = ["summary"]
+    change_list_template = "admin/newsletters/dailyrun/change_list.html"
+
+    def get_urls(self):
+        from functools import partial
+
+        from django.urls import path
+
+        from .admin_dashboard import dashboard_view
+
+        view = self.admin_site.admin_view(partial(dashboard_view, model_admin=self))
+        return [path("dashboard/", view, name="newsletters_dailyrun_dashboard"), *super().get_urls()]

@@ -23,6 +23,7 @@ from .analysts import get_analyst
 from .compose import issue_content_build
 from .delivery import deliveries_plan, deliveries_send, issue_ensure
 from .models import DailyRun, Delivery
+from .observability import run_started
 
 logger = logging.getLogger("walter.run")
 
@@ -51,6 +52,7 @@ def daily_run(
     analyst = get_analyst()
     shared_tables = get_shared_tables()
     run = DailyRun.objects.create(date=day, dry_run=dry_run, stages=",".join(stages))
+    run_started(run)
     errors: dict[str, dict[str, str] | str] = {}
     failed_stage = False
 

@@ -17,6 +17,30 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# Production secrets (SECRET_KEY, API keys, ...) may live in one AWS Secrets Manager secret, a JSON object merged
+# into the environment before anything below reads it; variables already set in the environment win.
+if env.str("AWS_SECRETS_MANAGER_SECRET_ID", default=""):
+    from walter_site.secrets import secrets_into_environ
+
+    secrets_into_environ(
+        env.str("AWS_SECRETS_MANAGER_SECRET_ID"),
+        region=env.str("AWS_REGION", default="") or env.str("AWS_DEFAULT_REGION", default="us-east-1"),
+    )
+
+# WALTER_ENV=production is the one switch for a deployed site: it refuses to start without the settings that have
+# no safe default, and turns on the HTTPS-only settings at the end of this file. Anything else (the default,
+# "local") keeps the zero-configuration local defaults.
+WALTER_ENV = env.str("WALTER_ENV", default="local")
+PRODUCTION = WALTER_ENV == "production"
+if PRODUCTION:
+    _missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL") if not env.str(name, default="")]
+    if _missing:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"WALTER_ENV=production needs {', '.join(_missing)} in the environment or in the Secrets Manager secret"
+        )
+
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="walter-local-development-key-not-for-production")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -196,3 +220,110 @@ LOGIN_URL = "admin:login"
 # Estimated cost of model calls, in US dollars per million tokens.
 LLM_PRICE_INPUT_PER_MILLION = env.float("LLM_PRICE_INPUT_PER_MILLION", default=0.0)
 LLM_PRICE_OUTPUT_PER_MILLION = env.float("LLM_PRICE_OUTPUT_PER_MILLION", default=0.0)
+
+# --- production, security and observability ---
+# WALTER_ENV=production turns on HTTPS-only cookies, HSTS and the SSL redirect below.
+# WALTER_ENV and PRODUCTION are set at the top of this file, before anything reads the environment.
+# The database password may come separately (an ECS secret from the database's own generated secret).
+if env.str("DATABASE_PASSWORD", default=""):
+    DATABASES["default"]["PASSWORD"] = env.str("DATABASE_PASSWORD")
+
+# TLS ends at the load balancer, which says so in X-Forwarded-Proto.
+if env.bool("BEHIND_PROXY", default=PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+# Load balancer and container health checks speak plain HTTP to the container.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# The admin lives at a path of the operator's choosing ("ops-7f3a/"), not where every scanner looks first.
+ADMIN_URL = (env.str("ADMIN_URL", default="admin/").strip("/") or "admin") + "/"
+
+# Content Security Policy (django-csp 4 format). Scripts only from this site; inline styles are allowed because
+# email previews are emails, whose CSS is inlined by design; charts may come from the archive bucket over https.
+INSTALLED_APPS += ["csp", "axes"]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": env.list("CSP_IMG_SRC", default=["'self'", "data:", "https:"]),
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+_after_security = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1
+MIDDLEWARE[_after_security:_after_security] = [
+    "csp.middleware.CSPMiddleware",
+    # Answers /healthz and /readyz before the Host header is checked: load balancers probe by IP address.
+    "walter_site.health.HealthCheckMiddleware",
+]
+MIDDLEWARE += [
+    "walter_site.security.StaffNoStoreMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into a 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Admin logins: AXES_FAILURE_LIMIT failures from one address lock it out for AXES_COOLOFF_HOURS.
+AUTHENTICATION_BACKENDS = [
+    "walter_site.security.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "walter_site.security.client_ip"
+# How many proxies in front of the site append to X-Forwarded-For (the load balancer: 1). 0 trusts REMOTE_ADDR.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
+
+# Logging: human-readable lines by default, one JSON object per line with LOG_FORMAT=json; every line logged
+# during a daily run carries its run id.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "walter_site.logging.LogContextFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "walter_site.logging.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s%(context)s %(message)s",
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601, UTC
+            "json_ensure_ascii": False,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "walter": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}
+
+# Metrics: METRICS=emf prints one CloudWatch Embedded Metric Format line per daily run on stdout, which
+# CloudWatch Logs turns into metrics (namespace METRICS_NAMESPACE, dimension Stage).
+METRICS = env.str("METRICS", default="")
+METRICS_NAMESPACE = env.str("METRICS_NAMESPACE", default="Walter")
+STAGE = env.str("STAGE", default=SHARED_TABLES_STAGE)
+# Alerts: a failed or partial run emails ADMINS and, with this set, publishes to the SNS topic.
+ALERT_SNS_TOPIC_ARN = env.str("ALERT_SNS_TOPIC_ARN", default="")

@@ -1,15 +1,13 @@
+from django.conf import settings
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
-
+from .health import healthz, readyz
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    path(settings.ADMIN_URL, admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("", include("newsletters.urls")),
     path("", include("subscriptions.urls")),
 ]

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from markets import calendar
 from newsletters.locks import LockHeld, exclusive
 from newsletters.models import DailyRun
+from newsletters.observability import run_crashed, run_finished, run_scope
 from newsletters.pipeline import STAGES, Progress, daily_run
 
 
@@ -35,15 +36,23 @@ class Command(BaseCommand):
             raise CommandError("--limit must be zero or more")
         reason = calendar.closed_reason(day)
         if reason:
-            DailyRun.objects.create(
+            skipped = DailyRun.objects.create(
                 date=day, status=DailyRun.Status.SKIPPED, summary=f"No session: {reason}", stages=""
             )
+            with run_scope():
+                run_finished(skipped)
             self.stdout.write(f"No market session: {reason}. Nothing to send.")
             return
         stages = [options["stage"]] if options["stage"] else list(STAGES)
         try:
-            with exclusive("run_daily"):
-                run = self._run(day, stages, options)
+            with exclusive("run_daily"), run_scope():
+                try:
+                    run = self._run(day, stages, options)
+                except Exception as exc:
+                    # Before the run could record itself (configuration, database): alert all the same.
+                    run_crashed(day=day, stages=stages, error=exc)
+                    raise CommandError(f"run for {day.isoformat()} failed: {type(exc).__name__}: {exc}") from exc
+                run_finished(run)
         except LockHeld:
             raise CommandError("another run_daily is already running; not starting a second one") from None
         self.stdout.write(run.summary)

@@ -1,0 +1,142 @@
+"""Production settings: refuse to start half-configured, read secrets from Secrets Manager, pass check --deploy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from walter_site.secrets import secrets_into_environ
+
+ROOT = Path(__file__).resolve().parent.parent
+STRONG_KEY = "k7Qz0v9Xb2Lw8Rt5Yp3Nc6Md1Fg4Hj7Ks0Ad9Sf2Gh5Jk8Lz3Xc6Vb1Nm4Qw7Er0Ty"
+
+
+def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """A clean environment: only what a production task would get, nothing from the developer's shell."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "WALTER_VAR_DIR": str(tmp_path / "var"),
+        "WALTER_ENV": "production",
+        "SECRET_KEY": STRONG_KEY,
+        "ALLOWED_HOSTS": "walter.example.com",
+        "DATABASE_URL": "postgres://walter@db.internal:5432/walter",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.slow
+def test_check_deploy_reports_nothing_with_production_settings(tmp_path):
+    result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues (0 silenced)" in result.stdout
+
+
+@pytest.mark.slow
+def test_check_deploy_flags_the_local_defaults(tmp_path):
+    env = production_env(tmp_path, WALTER_ENV="local", SECRET_KEY="short")
+    result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode != 0
+    assert "security.W004" in result.stderr + result.stdout  # HSTS off locally
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"])
+def test_production_refuses_to_start_without(tmp_path, missing):
+    result = manage(production_env(tmp_path, **{missing: ""}), "check")
+    assert result.returncode != 0
+    assert f"WALTER_ENV=production needs {missing}" in result.stderr
+
+
+@pytest.mark.slow
+def test_local_defaults_need_no_environment_at_all(tmp_path):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WALTER_VAR_DIR": str(tmp_path / "var")}
+    result = manage(env, "check")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_production_secrets_come_from_secrets_manager(tmp_path):
+    """The secret supplies SECRET_KEY and DATABASE_URL; the task's environment has only the secret's id."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client(
+            "secretsmanager",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_secret(
+            Name="walter/prod/app",
+            SecretString=json.dumps(
+                {"SECRET_KEY": STRONG_KEY, "DATABASE_URL": "postgres://walter@db.internal:5432/walter"}
+            ),
+        )
+        env = production_env(
+            tmp_path,
+            SECRET_KEY=None,
+            DATABASE_URL=None,
+            AWS_SECRETS_MANAGER_SECRET_ID="walter/prod/app",
+            AWS_ENDPOINT_URL_SECRETS_MANAGER=endpoint,
+            DATABASE_PASSWORD="from-the-database-secret",
+        )
+        code = (
+            "from django.conf import settings; db = settings.DATABASES['default'];"
+            "print(db['HOST'], db['PASSWORD'], len(settings.SECRET_KEY))"
+        )
+        result = manage(env, "shell", "-v", "0", "-c", code)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["db.internal", "from-the-database-secret", str(len(STRONG_KEY))]
+
+        missing = manage({**env, "AWS_SECRETS_MANAGER_SECRET_ID": "walter/prod/nope"}, "check")
+        assert missing.returncode != 0
+        assert "cannot read the secret 'walter/prod/nope' from AWS Secrets Manager: ResourceNotFoundException" in (
+            missing.stderr
+        )
+    finally:
+        server.stop()
+
+
+@mock_aws
+def test_secret_is_merged_and_the_environment_wins():
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    client.create_secret(
+        Name="walter/dev/app",
+        SecretString=json.dumps({"SECRET_KEY": "from-secret", "POLYGON_API_KEY": "pk", "SES_MAX_SEND_RATE": 20}),
+    )
+    environ = {"SECRET_KEY": "from-environment"}
+    added = secrets_into_environ("walter/dev/app", region="us-east-1", environ=environ)
+    assert sorted(added) == ["POLYGON_API_KEY", "SES_MAX_SEND_RATE"]
+    assert environ == {"SECRET_KEY": "from-environment", "POLYGON_API_KEY": "pk", "SES_MAX_SEND_RATE": "20"}
+
+
+@mock_aws
+@pytest.mark.parametrize("secret", ["not json", '["a", "list"]', '{"NESTED": {"a": 1}}'])
+def test_a_secret_that_is_not_a_flat_json_object_is_a_clear_error(secret):
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    client.create_secret(Name="walter/dev/bad", SecretString=secret)
+    with pytest.raises(ImproperlyConfigured, match="walter/dev/bad"):
+        secrets_into_environ("walter/dev/bad", region="us-east-1", environ={})

@@ -1,0 +1,52 @@
+"""Hardening that settings alone cannot express: the login lockout backend, the client address behind the load
+balancer, and pages for staff kept out of shared caches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from axes.backends import AxesStandaloneBackend
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
+
+
+class LoginLockoutBackend(AxesStandaloneBackend):
+    """django-axes' lockout for logins over HTTP.
+
+    An authentication without a request (a management command, a script, the test client's ``login``) has no
+    client address to lock out; django-axes would refuse it outright, so it passes here to the next backend.
+    """
+
+    def authenticate(self, request: HttpRequest | None, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The visitor's address: the entry the last trusted proxy appended to X-Forwarded-For, else REMOTE_ADDR.
+
+    Only entries added by our own proxies can be trusted; anything to their left was sent by the client.
+    """
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies > 0 and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR")
+
+
+class StaffNoStoreMiddleware:
+    """Pages for staff (the admin, staff previews, anything a signed-in staff member sees) are never stored by a
+    shared cache or the browser: ``Cache-Control: private, no-store``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+        self.prefixes = ("/" + settings.ADMIN_URL, "/staff/")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if request.path_info.startswith(self.prefixes) or (user is not None and user.is_staff):
+            patch_cache_control(response, private=True, no_store=True)
+        return response
