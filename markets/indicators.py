@@ -13,11 +13,13 @@ Large matrices are cut into chunks of rows that fit the processor's cache and ru
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 RSI_PERIOD = 14
 SMA_PERIOD = 50
@@ -29,26 +31,49 @@ YEAR_WINDOW = 252
 # operation, so chunks run on every core at once.
 CHUNK_ROWS = 256
 WORKERS = max(1, min(4, os.cpu_count() or 1))
+# Sessions per matrix product in the recursive scans (Wilder's smoothing, running sums).
+SCAN_BLOCK = 32
 
 
 def _run_chunks(run: Callable[[int], None], rows: int) -> None:
     starts = range(0, rows, CHUNK_ROWS)
-    if WORKERS > 1 and rows > CHUNK_ROWS:
-        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="indicators") as pool:
-            list(pool.map(run, starts))
-    else:
-        for start in starts:
-            run(start)
+    # The chunks already keep every core busy; BLAS's own threads on these small matrix products would only
+    # fight them for the cores (about twice slower here).
+    with threadpool_limits(limits=1, user_api="blas"):
+        if WORKERS > 1 and rows > CHUNK_ROWS:
+            with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="indicators") as pool:
+                list(pool.map(run, starts))
+        else:
+            for start in starts:
+                run(start)
 
 
-def _by_chunks(fn: Callable[[np.ndarray], np.ndarray], values: np.ndarray) -> np.ndarray:
+def _by_chunks(fn: Callable[[np.ndarray, np.ndarray], None], values: np.ndarray) -> np.ndarray:
+    """Run ``fn(rows, out_rows)`` over chunks of rows, writing into one result matrix allocated once."""
     out = np.empty(values.shape)
 
     def run(start: int) -> None:
-        out[start : start + CHUNK_ROWS] = fn(values[start : start + CHUNK_ROWS])
+        fn(values[start : start + CHUNK_ROWS], out[start : start + CHUNK_ROWS])
 
     _run_chunks(run, values.shape[0])
     return out
+
+
+_scratch = threading.local()
+
+
+def _buffer(name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A scratch matrix of this thread, reused from chunk to chunk and call to call.
+
+    Fresh memory costs a page fault per 4 KiB on first touch, which for these short passes costs more than the
+    arithmetic; chunk-sized buffers that stay mapped (and mostly in cache) avoid it.
+    """
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    size = shape[0] * shape[1]
+    buffer = buffers.get(name)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[name] = np.empty(size)
+    return buffer[:size].reshape(shape)
 
 
 def _as_matrix(values: np.ndarray) -> np.ndarray:
@@ -68,6 +93,20 @@ def _has_gaps(values: np.ndarray, first: np.ndarray) -> bool:
     """True when a NaN sits after a row's first value (histories are normally contiguous)."""
     leading = np.minimum(first, values.shape[1]).sum()
     return int(np.isnan(values).sum()) != int(leading)
+
+
+def _history_layout(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Each row's first valid column, and whether any row has a gap after it.
+
+    A row's sum is NaN exactly when the row holds a NaN, so one cheap reduction finds the common case (every
+    history complete) without the two passes over the whole chunk that locating NaNs takes.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        incomplete = np.isnan(np.add.reduce(values, axis=1))
+    if not incomplete.any():
+        return np.zeros(values.shape[0], dtype=np.intp), False
+    first = first_valid(values)
+    return first, _has_gaps(values, first)
 
 
 def rolling_max(values: np.ndarray, window: int) -> np.ndarray:
@@ -107,14 +146,41 @@ def _blank_before(values: np.ndarray, ends: np.ndarray) -> None:
             values[ends == end, :end] = np.nan
 
 
-def _sma_rows(values: np.ndarray, window: int) -> np.ndarray:
+def _scan_operator(decay: float, gain: float, block: int) -> np.ndarray:
+    """``weights[k, j] = gain * decay ** (j - k)`` for ``k <= j``: one block of ``y = decay * y + gain * x``."""
+    i = np.arange(block)
+    lag = i[None, :] - i[:, None]
+    return np.where(lag >= 0, gain * decay ** np.clip(lag, 0, None), 0.0)
+
+
+def _linear_scan(inputs: np.ndarray, out: np.ndarray, decay: float, gain: float, block: int = SCAN_BLOCK) -> None:
+    """``out[:, j] = decay * out[:, j - 1] + gain * inputs[:, j]`` along every row from 0, a block of sessions at once.
+
+    Each block is one matrix product for all rows. The value carried from the previous block is folded into the
+    block's first input (``decay * carried = gain * extra``), so no second pass adds it. ``inputs`` is scratch:
+    its first column of each block is changed. Blocks stay short so the powers of ``decay`` stay far from
+    underflow and the rounding stays that of a handful of additions.
+    """
+    weights = _scan_operator(decay, gain, block)
+    cols = inputs.shape[1]
+    carry_factor = decay / gain
+    for start in range(0, cols, block):
+        width = min(block, cols - start)
+        if start:
+            inputs[:, start] += out[:, start - 1] * carry_factor
+        np.matmul(inputs[:, start : start + width], weights[:width, :width], out=out[:, start : start + width])
+
+
+def _sma_rows(values: np.ndarray, out: np.ndarray, window: int) -> None:
     rows, cols = values.shape
-    out = np.empty((rows, cols))
     out[:, : window - 1] = np.nan
-    first = first_valid(values)
-    gaps = _has_gaps(values, first)
-    has_nan = bool(first.any()) or gaps
-    sums = np.cumsum(np.nan_to_num(values, nan=0.0) if has_nan else values, axis=1)
+    first, gaps = _history_layout(values)
+    scratch = _buffer("sma-input", (rows, cols))
+    np.copyto(scratch, values)
+    if first.any() or gaps:
+        np.nan_to_num(scratch, copy=False, nan=0.0)
+    sums = _buffer("sma-sums", (rows, cols))
+    _linear_scan(scratch, sums, 1.0, 1.0)  # running sums, as cumsum but a block at a time
     target = out[:, window - 1 :]
     target[:, 0] = sums[:, window - 1]
     np.subtract(sums[:, window:], sums[:, : cols - window], out=target[:, 1:])
@@ -125,7 +191,6 @@ def _sma_rows(values: np.ndarray, window: int) -> np.ndarray:
         in_window = missing[:, window - 1 :].copy()
         in_window[:, 1:] -= missing[:, : cols - window]
         target[in_window > 0] = np.nan
-    return out
 
 
 def sma(values: np.ndarray, window: int) -> np.ndarray:
@@ -133,53 +198,22 @@ def sma(values: np.ndarray, window: int) -> np.ndarray:
     values = _as_matrix(values)
     if values.shape[1] < window:
         return np.full(values.shape, np.nan)
-    if values.shape[0] <= CHUNK_ROWS:
-        return _sma_rows(values, window)
-    return _by_chunks(lambda block: _sma_rows(block, window), values)
+    return _by_chunks(lambda block, out: _sma_rows(block, out, window), values)
 
 
-def _wilder_operator(period: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Wilder's smoothing over ``block`` sessions as one matrix product.
-
-    With ``d = (period - 1) / period``, ``avg[j] = d**(j + 1) * avg_before + sum_k<=j d**(j - k) * x[k]``:
-    the first term's factors are returned as ``carry``, the second is ``x @ weights`` (``x`` already divided by
-    ``period``, which the weights do). Blocks stay short so the
-    powers of ``d`` stay far from underflow and the rounding stays that of a handful of additions.
-    """
-    decay = (period - 1) / period
-    i = np.arange(block)
-    lag = i[None, :] - i[:, None]
-    # The 1 / period of each new term is folded into the weights.
-    weights = np.where(lag >= 0, decay ** np.clip(lag, 0, None) / period, 0.0)
-    carry = decay ** (i + 1)
-    return weights, carry
-
-
-def _wilder_smooth(moves: np.ndarray, period: int, block: int = 32) -> None:
-    """Run ``avg = (avg * (period - 1) + x) / period`` along each row from 0, in place, a block of sessions at once."""
-    weights, carry = _wilder_operator(period, block)
-    rows, cols = moves.shape
-    state = np.zeros(rows)
-    for start in range(0, cols, block):
-        width = min(block, cols - start)
-        smoothed = moves[:, start : start + width] @ weights[:width, :width]
-        smoothed += state[:, None] * carry[None, :width]
-        moves[:, start : start + width] = smoothed
-        state = smoothed[:, -1].copy()
-
-
-def _rsi_rows(closes: np.ndarray, period: int) -> np.ndarray:
+def _rsi_rows(closes: np.ndarray, out: np.ndarray, period: int) -> None:
     rows, cols = closes.shape
-    out = np.empty((rows, cols))
     out[:, 0] = np.nan
-    first = first_valid(closes)
+    first, gaps = _history_layout(closes)
     # With S the smoothing, gains g = (|c| + c) / 2 and losses l = (|c| - c) / 2, so
-    # RSI = 100 S(g) / (S(g) + S(l)) = 50 (1 + S(c) / S(|c|)): two smoothings of cheaper inputs.
-    moves = np.subtract(closes[:, 1:], closes[:, :-1])  # moves[:, t] is the change into session t + 1
-    gaps = _has_gaps(closes, first)
+    # RSI = 100 S(g) / (S(g) + S(l)) = 50 (1 + S(c) / S(|c|)): two smoothings of cheaper inputs, stacked so that
+    # one matrix product a block smooths both.
+    stacked = _buffer("rsi-input", (2 * rows, cols - 1))
+    moves, sizes = stacked[:rows], stacked[rows:]  # moves[:, t] is the change into session t + 1
+    np.subtract(closes[:, 1:], closes[:, :-1], out=moves)
     if first.any() or gaps:
         np.nan_to_num(moves, copy=False, nan=0.0)  # no move before a ticker's history
-    sizes = np.abs(moves)
+    np.abs(moves, out=sizes)
     # Fold each ticker's seeding into its input: zero before the seed, and at the seed the sum of its first
     # ``period`` changes, so the same recursion from 0 gives TA-Lib's simple-mean seed there, whatever the row.
     seed = first + period - 1  # the change at which each ticker's averages are first defined
@@ -189,12 +223,14 @@ def _rsi_rows(closes: np.ndarray, period: int) -> np.ndarray:
         total = series[idx[:, None], window].sum(axis=1)
         series[idx[:, None], window[:, :-1]] = 0.0  # before a ticker's first change they are already 0
         series[idx, seed[idx]] = total
-        _wilder_smooth(series, period)
+    smoothed = _buffer("rsi-smoothed", stacked.shape)
+    _linear_scan(stacked, smoothed, (period - 1) / period, 1.0 / period)
     value = out[:, 1:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        np.divide(moves, sizes, out=value)
-    # 0 / 0: no move at all over the smoothing, which TA-Lib reports as 0 (and before the seed, absent below).
-    np.nan_to_num(value, copy=False, nan=-1.0)
+        np.divide(smoothed[:rows], smoothed[rows:], out=value)
+    # 0 / 0 is no move at all over the smoothing, which TA-Lib reports as RSI 0; fmax turns that NaN into -1
+    # (every other ratio is in [-1, 1]) in the same pass. Before the seed it is made absent below.
+    np.fmax(value, -1.0, out=value)
     value += 1.0
     value *= 50.0
     _blank_before(value, seed)
@@ -203,7 +239,6 @@ def _rsi_rows(closes: np.ndarray, period: int) -> np.ndarray:
         change = np.diff(closes, axis=1)
         broken = np.cumsum(np.isnan(change), axis=1) > np.minimum(first, cols - 1)[:, None]
         value[broken] = np.nan
-    return out
 
 
 def rsi_wilder(closes: np.ndarray, period: int = RSI_PERIOD) -> np.ndarray:
@@ -216,9 +251,7 @@ def rsi_wilder(closes: np.ndarray, period: int = RSI_PERIOD) -> np.ndarray:
     closes = _as_matrix(closes)
     if closes.shape[1] <= period:
         return np.full(closes.shape, np.nan)
-    if closes.shape[0] <= CHUNK_ROWS:
-        return _rsi_rows(closes, period)
-    return _by_chunks(lambda block: _rsi_rows(block, period), closes)
+    return _by_chunks(lambda block, out: _rsi_rows(block, out, period), closes)
 
 
 def change_pct(closes: np.ndarray) -> np.ndarray:
@@ -264,8 +297,14 @@ def compute(closes: np.ndarray, highs: np.ndarray | None = None, lows: np.ndarra
     def run(start: int) -> None:
         rows = slice(start, start + CHUNK_ROWS)
         c = closes[rows]
-        outputs["rsi14"][rows] = rsi_wilder(c) if c.shape[1] > RSI_PERIOD else np.nan
-        outputs["sma50"][rows] = sma(c, SMA_PERIOD)
+        if c.shape[1] > RSI_PERIOD:
+            _rsi_rows(c, outputs["rsi14"][rows], RSI_PERIOD)
+        else:
+            outputs["rsi14"][rows] = np.nan
+        if c.shape[1] >= SMA_PERIOD:
+            _sma_rows(c, outputs["sma50"][rows], SMA_PERIOD)
+        else:
+            outputs["sma50"][rows] = np.nan
         outputs["drawdown180"][rows] = drawdown(c)
         outputs["change_pct"][rows] = change_pct(c)
         outputs["high52"][rows] = rolling_max(highs[rows], YEAR_WINDOW)
