@@ -25,7 +25,9 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels -r requirements.txt
 COPY . .
 # Static files are collected into the image (whitenoise serves them); the key only satisfies Django at build time.
-RUN SECRET_KEY=collectstatic-only-not-a-secret python manage.py collectstatic --noinput \
+# Production settings, so the files get the hashed, compressed names (and manifest) that production serves.
+RUN WALTER_ENV=production SECRET_KEY=collectstatic-only-not-a-secret ALLOWED_HOSTS=build \
+    DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 python manage.py collectstatic --noinput \
  && mkdir -p /app/var \
  && chown -R walter:walter /app/var
 USER walter

@@ -140,3 +140,31 @@ def test_a_secret_that_is_not_a_flat_json_object_is_a_clear_error(secret):
     client.create_secret(Name="walter/dev/bad", SecretString=secret)
     with pytest.raises(ImproperlyConfigured, match="walter/dev/bad"):
         secrets_into_environ("walter/dev/bad", region="us-east-1", environ={})
+
+
+def test_collectstatic_with_production_settings_writes_the_manifest_production_serves(tmp_path):
+    static_root = tmp_path / "static"
+    env = production_env(tmp_path, STATIC_ROOT=str(static_root), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((static_root / "staticfiles.json").read_text())
+    hashed = manifest["paths"]["admin/css/base.css"]
+    assert hashed != "admin/css/base.css" and (static_root / hashed).exists()
+    assert (static_root / f"{hashed}.gz").exists()
+
+
+def test_a_local_checkout_serves_static_files_without_collectstatic(client, settings):
+    from walter_site import settings as local  # as loaded, before the test suite's own overrides
+
+    # The local default storage needs no manifest, and whitenoise finds the files where they are.
+    assert not local.PRODUCTION and local.WHITENOISE_USE_FINDERS
+    assert local.STORAGES["staticfiles"]["BACKEND"] == "django.contrib.staticfiles.storage.StaticFilesStorage"
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": local.STORAGES["staticfiles"]}
+    assert client.get("/admin/login/").status_code == 200

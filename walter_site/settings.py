@@ -118,8 +118,11 @@ USE_TZ = True
 MARKET_TIME_ZONE = env.str("MARKET_TIME_ZONE", default="America/New_York")
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise looks here first; a fresh checkout has not collected anything
 
 ARCHIVE_STORAGE_BACKEND = env.str("ARCHIVE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
 ARCHIVE_BUCKET = env.str("ARCHIVE_BUCKET", default="")
@@ -136,7 +139,13 @@ else:
     _archive_options = {"location": str(env.path("ARCHIVE_DIR", default=str(VAR_DIR / "archive")))}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Hashed, compressed names need `collectstatic` (the image runs it); a local checkout serves the files as they
+    # are, found in place, so the admin and the pages work straight after the demo command.
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
     "archive": {"BACKEND": ARCHIVE_STORAGE_BACKEND, "OPTIONS": _archive_options},
 }
 
