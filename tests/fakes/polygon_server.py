@@ -1,6 +1,6 @@
 """A fake Polygon.io REST server on loopback, for testing the provider through the real `massive` client.
 
-It replays the recorded responses in `shared/fixtures/polygon/` (file name = request path with `/` and `&` turned
+It replays the recorded responses in `tests/fixtures/polygon/` (file name = request path with `/` and `&` turned
 into `_`), serves a synthetic market that tests fill in (random walks, splits, holidays), and plays scripted
 scenarios before anything else: 429 with Retry-After, 500, answers slower than the client's timeout, malformed
 JSON. Every request is recorded so tests can count them.
@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import numpy as np
 
 # shared/ sits beside the repository.
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "polygon"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "polygon"
 
 GROUPED = re.compile(r"^/v2/aggs/grouped/locale/us/market/stocks/(\d{4}-\d{2}-\d{2})$")
 RANGE = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/1/day/(\d{4}-\d{2}-\d{2})/(\d{4}-\d{2}-\d{2})$")
