@@ -3,7 +3,7 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Analysis, DailyRun, Delivery, Issue
+from .models import Analysis, AnalystCall, DailyRun, Delivery, Issue
 
 
 @admin.register(Issue)
@@ -53,6 +53,49 @@ class DeliveryAdmin(admin.ModelAdmin):
         return format_html('<a href="{}" target="_blank">preview</a>', url)
 
 
+class FellBackFilter(admin.SimpleListFilter):
+    title = "fell back to rules"
+    parameter_name = "fell_back"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(fallback_reason="")
+        if self.value() == "no":
+            return queryset.filter(fallback_reason="")
+        return queryset
+
+
+class AnalystCallInline(admin.StackedInline):
+    """The audit trail: every request to the model behind this analysis, exactly as sent and received."""
+
+    model = AnalystCall
+    extra = 0
+    can_delete = False
+    fields = [
+        "created_at",
+        "outcome",
+        "status",
+        "response_format",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "error",
+        "prompt",
+        "raw_reply",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="prompt")
+    def prompt(self, call: AnalystCall) -> str:
+        return "\n\n".join(f"[{m.get('role')}]\n{m.get('content')}" for m in call.messages)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Analysis)
 class AnalysisAdmin(admin.ModelAdmin):
     list_display = [
@@ -62,14 +105,24 @@ class AnalysisAdmin(admin.ModelAdmin):
         "prompt_version",
         "stance",
         "score",
-        "automated",
+        "fell_back",
         "input_tokens",
         "output_tokens",
         "fallback_reason",
     ]
-    list_filter = ["date", "stance", "automated", "model", "prompt_version"]
+    list_filter = [FellBackFilter, "date", "stance", "automated", "model", "prompt_version"]
     search_fields = ["ticker__symbol", "headline"]
     list_select_related = ["ticker"]
+    date_hierarchy = "date"
+    inlines = [AnalystCallInline]
+    readonly_fields = [f.name for f in Analysis._meta.fields]
+
+    @admin.display(boolean=True, description="fell back")
+    def fell_back(self, analysis: Analysis) -> bool:
+        return bool(analysis.fallback_reason)
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(DailyRun)

@@ -16,7 +16,7 @@ from markets.snapshots import TickerSnapshot
 
 from .analysts import AnalysisResult, Analyst, get_analyst
 from .analysts.rule_based import RuleBasedAnalyst
-from .models import Analysis
+from .models import Analysis, AnalystCall
 
 logger = logging.getLogger("walter.analysis")
 
@@ -41,7 +41,17 @@ def _analyze_or_fall_back(analyst: Analyst, snapshot: TickerSnapshot) -> Analysi
         result.fallback_reason = f"{type(exc).__name__}: {exc}"[:2000]
         usage = getattr(exc, "usage", None) or (0, 0)
         result.input_tokens, result.output_tokens = usage
+        result.calls = list(getattr(exc, "calls", None) or [])
         return result
+
+
+def analyze_all(*, analyst: Analyst, snapshots: list[TickerSnapshot]) -> list[AnalysisResult]:
+    """Each snapshot's analysis, in order, ``analyst.parallelism`` at a time; a failure falls back per ticker."""
+    parallelism = max(1, int(getattr(analyst, "parallelism", 1)))
+    if parallelism > 1 and len(snapshots) > 1:
+        with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="analyst") as pool:
+            return list(pool.map(lambda snap: _analyze_or_fall_back(analyst, snap), snapshots))
+    return [_analyze_or_fall_back(analyst, snap) for snap in snapshots]
 
 
 def stored_analyses(*, day: dt.date, symbols: list[str], analyst: Analyst | None = None) -> dict[str, Analysis]:
@@ -70,12 +80,7 @@ def analyses_ensure(
     stage.cached = len(done)
     todo = [snap for sym, snap in sorted(snapshots.items()) if sym not in done and snap.has_data and not snap.stale]
     stage.skipped = sum(1 for s in snapshots.values() if not s.has_data or s.stale)
-    parallelism = max(1, int(getattr(analyst, "parallelism", 1)))
-    if parallelism > 1 and len(todo) > 1:
-        with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="analyst") as pool:
-            results = list(pool.map(lambda snap: _analyze_or_fall_back(analyst, snap), todo))
-    else:
-        results = [_analyze_or_fall_back(analyst, snap) for snap in todo]
+    results = analyze_all(analyst=analyst, snapshots=todo)
 
     ticker_ids = dict(Ticker.objects.filter(symbol__in=[s.symbol for s in todo]).values_list("symbol", "id"))
     analyses = dict(done)
@@ -130,6 +135,22 @@ def analysis_store(
                 "output_tokens": result.output_tokens,
             },
         )
+        if result.calls:
+            AnalystCall.objects.bulk_create(
+                AnalystCall(
+                    analysis=analysis,
+                    response_format=call.get("response_format", ""),
+                    messages=call.get("messages", []),
+                    raw_reply=call.get("raw_reply", ""),
+                    status=call.get("status"),
+                    outcome=call.get("outcome", ""),
+                    error=call.get("error", "")[:5000],
+                    input_tokens=call.get("input_tokens", 0),
+                    output_tokens=call.get("output_tokens", 0),
+                    latency_ms=call.get("latency_ms", 0),
+                )
+                for call in result.calls
+            )
     # What other services read is what the email showed: a fallback is published under the rules' own key.
     shared_tables.put_analysis(
         {

@@ -96,6 +96,28 @@ class Analysis(models.Model):
         return f"{self.ticker_id} {self.date} {self.stance} {self.score}"
 
 
+class AnalystCall(models.Model):
+    """One exchange with a language model, kept for audit: the exact prompt, the raw reply and what became of it."""
+
+    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="calls")
+    response_format = models.CharField(max_length=20, blank=True)
+    messages = models.JSONField(default=list, help_text="The exact messages sent.")
+    raw_reply = models.TextField(blank=True, help_text="The reply as received, or the error body.")
+    status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status; empty on a timeout.")
+    outcome = models.CharField(max_length=20, help_text="ok, invalid, format refused, retried, refused, error.")
+    error = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["analysis", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.analysis_id} {self.outcome}"
+
+
 class DailyRun(models.Model):
     """One run of the daily job: what each stage did, how long it took, and what went wrong."""
 

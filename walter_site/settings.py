@@ -172,6 +172,18 @@ MARKET_DATA_PROVIDER = env.str(
 LLM_BASE_URL = env.str("LLM_BASE_URL", default="")
 LLM_API_KEY = env.str("LLM_API_KEY", default="")
 LLM_MODEL = env.str("LLM_MODEL", default="")
+# The analyst over the openai client: its prompt file (newsletters/prompts/analysis-<version>.txt), timeouts,
+# retries (its own: the client's are off), sampling, concurrency and a request budget shared through the cache.
+LLM_PROMPT_VERSION = env.str("LLM_PROMPT_VERSION", default="v1")
+LLM_RESPONSE_FORMAT = env.str("LLM_RESPONSE_FORMAT", default="auto")  # auto, json_schema, json_object or plain
+LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=30.0)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
+LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=600)
+LLM_PARALLELISM = env.int("LLM_PARALLELISM", default=4)
+LLM_REQUESTS_PER_MINUTE = env.float("LLM_REQUESTS_PER_MINUTE", default=60.0)
+LLM_RETRY_AFTER_DEFAULT = env.float("LLM_RETRY_AFTER_DEFAULT", default=5.0)
+LLM_RETRY_AFTER_MAX = env.float("LLM_RETRY_AFTER_MAX", default=120.0)
 NEWSLETTER_ANALYST = env.str(
     "NEWSLETTER_ANALYST",
     default="newsletters.analysts.llm.LLMAnalyst"

@@ -24,6 +24,8 @@ class AnalysisResult:
     fallback_reason: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    #: Every exchange with the model behind this result (prompt, raw reply, tokens, outcome), for the audit trail.
+    calls: list[dict] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.stance not in STANCES:
@@ -35,6 +37,10 @@ class AnalysisResult:
 
 class AnalystError(Exception):
     """The analyst could not produce a usable analysis; the caller falls back to the rule-based one."""
+
+    #: Tokens spent on the way to the failure (input, output), and the exchanges, for cost and audit.
+    usage: tuple[int, int] = (0, 0)
+    calls: list[dict] = []
 
 
 @runtime_checkable

@@ -1,0 +1,135 @@
+"""From a model's reply to a validated analysis: find the JSON, check its shape, check its numbers.
+
+Small and compatible servers wrap JSON in prose or code fences, echo the input, or answer with the wrong keys; a
+reply is used only when it has exactly the structure the email needs and every number in it is grounded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from markets.snapshots import TickerSnapshot
+
+from .base import STANCES
+from .grounding import ungrounded_numbers
+
+HEADLINE_MAX = 90
+POINTS_MAX = 3
+RISKS_MAX = 2
+SUMMARY_SENTENCES = (2, 4)
+
+#: The JSON schema sent to servers that support structured output.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "headline": {"type": "string", "maxLength": HEADLINE_MAX},
+        "summary": {"type": "string"},
+        "stance": {"type": "string", "enum": list(STANCES)},
+        "score": {"type": "integer", "minimum": 0, "maximum": 100},
+        "points": {"type": "array", "items": {"type": "string"}, "maxItems": POINTS_MAX},
+        "risks": {"type": "array", "items": {"type": "string"}, "maxItems": RISKS_MAX},
+    },
+    "required": ["headline", "summary", "stance", "score", "points", "risks"],
+    "additionalProperties": False,
+}
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
+# A sentence ends at . ! or ? followed by a space and a capital (so "2.3%" or "U.S. stocks" do not split).
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z\"'(])")
+
+
+class InvalidReply(ValueError):
+    """The reply cannot be used as it is; the message says why, and is sent back to the model once."""
+
+
+def extract_json(text: str) -> dict[str, Any]:
+    """The first JSON object in ``text`` that looks like an analysis: whole, fenced, or inside prose."""
+    candidates = [text.strip()] + [m.group(1).strip() for m in _FENCE.finditer(text)]
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    found: dict[str, Any] | None = None
+    for start in (i for i, ch in enumerate(text) if ch == "{"):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            if "headline" in value:
+                return value
+            found = found or value
+    if found is not None:
+        return found
+    raise InvalidReply("the reply holds no JSON object")
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def _text_list(data: dict[str, Any], key: str, most: int) -> list[str]:
+    value = data.get(key, [])
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise InvalidReply(f'"{key}" must be a list of short texts')
+    if len(value) > most:
+        raise InvalidReply(f'"{key}" has {len(value)} items; at most {most} are allowed')
+    return [v.strip() for v in value]
+
+
+def validate(data: dict[str, Any], snapshot: TickerSnapshot) -> dict[str, Any]:
+    """The analysis fields, or InvalidReply naming every problem found."""
+    problems: list[str] = []
+    missing = [k for k in ("headline", "summary", "stance", "score") if k not in data]
+    if missing:
+        raise InvalidReply(f"missing keys: {', '.join(missing)}")
+    headline = data["headline"]
+    if not isinstance(headline, str) or not headline.strip():
+        problems.append('"headline" must be a non-empty text')
+    elif len(headline.strip()) > HEADLINE_MAX:
+        problems.append(f'"headline" has {len(headline.strip())} characters; at most {HEADLINE_MAX} are allowed')
+    elif headline.strip().upper() == snapshot.symbol:
+        problems.append('"headline" must say something, not only the symbol')
+    summary = data["summary"]
+    if not isinstance(summary, str):
+        problems.append('"summary" must be a text')
+    else:
+        count = len(sentences(summary))
+        low, high = SUMMARY_SENTENCES
+        if not low <= count <= high:
+            problems.append(f'"summary" has {count} sentences; it must have {low} to {high}')
+    stance = str(data["stance"]).strip().lower()
+    if stance not in STANCES:
+        problems.append(f'"stance" must be one of {", ".join(STANCES)}')
+    score = data["score"]
+    if isinstance(score, bool) or not isinstance(score, int | float) or score != int(score) or not 0 <= score <= 100:
+        problems.append('"score" must be an integer from 0 to 100')
+    try:
+        points = _text_list(data, "points", POINTS_MAX)
+        risks = _text_list(data, "risks", RISKS_MAX)
+    except InvalidReply as exc:
+        problems.append(str(exc))
+        points, risks = [], []
+    if problems:
+        raise InvalidReply("; ".join(problems))
+    fields = {
+        "headline": headline.strip(),
+        "summary": summary.strip(),
+        "stance": stance,
+        "score": int(score),
+        "points": points,
+        "risks": risks,
+    }
+    text = " ".join([fields["headline"], fields["summary"], *points, *risks])
+    ungrounded = ungrounded_numbers(text, snapshot)
+    if ungrounded:
+        raise InvalidReply("numbers that do not match the facts: " + "; ".join(ungrounded))
+    return fields

@@ -1,0 +1,170 @@
+"""A fake OpenAI-compatible chat server on loopback, for testing the analyst through the real `openai` client.
+
+By default it answers like a good model: a grounded analysis built from the facts in the prompt. Tests queue
+scenarios that are served first, in order: replies recorded from a llama.cpp server (`tests/fixtures/openai/`),
+JSON in prose or code fences, schema violations, invented numbers, 429 with Retry-After, 500, answers slower
+than the client's timeout, refusals. ``refuse_json_schema`` makes it answer structured-output requests the way
+llama.cpp does (HTTP 500 with a validation message). Every request is recorded so tests can count them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # a dict is sent as JSON, a str as it is
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+def completion(content: str | None, *, prompt_tokens: int = 120, completion_tokens: int = 60, **message: Any) -> Reply:
+    """A chat completion whose assistant message says ``content``."""
+    return Reply(
+        body={
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1_795_404_275,
+            "model": "fake-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, **message},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+    )
+
+
+def recorded(name: str) -> Reply:
+    """A reply recorded from a real compatible server (see tests/fixtures/openai/)."""
+    data = json.loads((FIXTURES / name).read_text())
+    return Reply(status=data["status"], body=data["body"])
+
+
+def facts_in(messages: list[dict[str, str]]) -> dict[str, Any]:
+    """The facts object of the prompt (the JSON that follows the line naming the session)."""
+    user = next(m["content"] for m in messages if m["role"] == "user")
+    match = re.search(r"\{.*?\}", user, re.S)
+    return json.loads(match.group(0)) if match else {}
+
+
+def good_analysis(messages: list[dict[str, str]]) -> dict[str, Any]:
+    """What a careful model would write: only the facts' own numbers, in their own kinds."""
+    f = facts_in(messages)
+    symbol = re.search(r"Facts about (\S+)", messages[-1]["content"] if messages else "")
+    symbol = symbol.group(1) if symbol else "The stock"
+    change = f.get("change_pct", 0.0)
+    direction = "rose" if change >= 0 else "fell"
+    return {
+        "headline": f"{symbol} {direction} {abs(change):.2f}% to close at ${f.get('close', 0):.2f}",
+        "summary": (
+            f"{symbol} {direction} {abs(change):.2f}% in the session. "
+            f"Its RSI stands at {f.get('rsi14', 50):.1f}, and the price is {f.get('drawdown180_pct', 0):.2f}% "
+            "from its 180-day high."
+        ),
+        "stance": "neutral",
+        "score": 55,
+        "points": [f"The 50-day average is ${f.get('sma50', 0):.2f}."],
+        "risks": ["Momentum can fade quickly."],
+    }
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.scripts: deque[Reply | Callable[[dict[str, Any]], Reply]] = deque()
+        self.refuse_json_schema = False
+        self.answer_delay = 0.0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def script(self, *replies: Reply | Callable[[dict[str, Any]], Reply]) -> None:
+        with self._lock:
+            self.scripts.extend(replies)
+
+    def count(self) -> int:
+        return len(self.requests)
+
+    def _next(self, request: dict[str, Any]) -> Reply:
+        fmt = (request.get("response_format") or {}).get("type")
+        if self.refuse_json_schema and fmt == "json_schema":
+            return recorded("llamacpp_MSFT_json_schema.json")
+        with self._lock:
+            scripted = self.scripts.popleft() if self.scripts else None
+        if scripted is not None:
+            return scripted(request) if callable(scripted) else scripted
+        reply = completion(json.dumps(good_analysis(request["messages"])))
+        reply.delay = self.answer_delay
+        return reply
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        try:
+            request = json.loads(handler.rfile.read(length) or b"{}")
+        except ValueError:
+            request = {}
+        with self._lock:
+            self.requests.append(request)
+        reply = self._next(request)
+        if reply.delay:
+            time.sleep(reply.delay)
+        body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+        data = body.encode()
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout), as a real client does
