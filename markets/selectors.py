@@ -7,9 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from django.core.cache import cache
 
 from . import calendar, indicators
 from .models import DailyBar, Ticker
+from .providers import get_provider
+from .providers.base import TickerInfo
 from .snapshots import CHART_SESSIONS, TickerSnapshot, clean
 
 # Enough sessions for the 52-week range and a converged Wilder RSI.
@@ -136,3 +139,39 @@ def market_closed_reason(day: dt.date, provider: object | None = None) -> str | 
     except ProviderError:
         return None
     return f"{day.isoformat()} is a market holiday ({name})" if name else None
+
+
+# -- ticker reference data for the subscribe form ---------------------------------------------------------
+
+_LOOKUP_TTL = 24 * 3600
+_UNKNOWN_TTL = 3600
+_SEARCH_TTL = 3600
+
+
+def ticker_lookup(symbol: str) -> TickerInfo | None:
+    """The listed ticker ``symbol`` (from the market-data provider, cached), or None when there is no such symbol.
+
+    Raises ProviderError when the provider cannot answer: "cannot check now" is not "does not exist".
+    """
+    symbol = symbol.strip().upper()
+    key = f"walter:ticker:lookup:{symbol}"
+    cached = cache.get(key)
+    if cached is not None:
+        return TickerInfo(*cached) if cached else None
+    info = get_provider().ticker_details(symbol)
+    cache.set(key, (info.symbol, info.name, info.active) if info else (), _LOOKUP_TTL if info else _UNKNOWN_TTL)
+    return info
+
+
+def ticker_search(query: str, limit: int = 8) -> list[TickerInfo]:
+    """Listed tickers matching ``query`` by symbol or name, best first (cached)."""
+    query = " ".join(query.split())[:40]
+    if not query:
+        return []
+    key = f"walter:ticker:search:{limit}:{query.upper()}"
+    cached = cache.get(key)
+    if cached is not None:
+        return [TickerInfo(*row) for row in cached]
+    found = get_provider().search_tickers(query, limit=limit)[:limit]
+    cache.set(key, [(t.symbol, t.name, t.active) for t in found], _SEARCH_TTL)
+    return found

@@ -40,3 +40,11 @@ def _save(storage: Storage, key: str, data: bytes) -> str:
     if storage.exists(key):
         storage.delete(key)
     return storage.save(key, ContentFile(data))
+
+
+def archive_delete(key: str, storage: Storage | None = None) -> None:
+    """Delete an archived email: the HTML copy at ``key`` and its raw message beside it."""
+    storage = storage or archive_storage()
+    for name in (key, key.removesuffix(".html") + ".eml"):
+        if storage.exists(name):
+            storage.delete(name)

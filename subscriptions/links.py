@@ -16,3 +16,7 @@ def unsubscribe_url(subscriber_id: int) -> str:
 
 def preferences_url(subscriber_id: int) -> str:
     return absolute(reverse("subscriptions:preferences", args=[tokens.make_token(tokens.PREFERENCES, subscriber_id)]))
+
+
+def confirm_url(subscriber_id: int) -> str:
+    return absolute(reverse("subscriptions:confirm", args=[tokens.make_token(tokens.CONFIRM, subscriber_id)]))

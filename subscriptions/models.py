@@ -41,3 +41,15 @@ class Subscriber(models.Model):
     @property
     def is_suppressed(self) -> bool:
         return self.status in self.SUPPRESSED
+
+
+class SnsMessage(models.Model):
+    """An SNS message already handled: SNS delivers at least once, so a replayed MessageId is ignored."""
+
+    message_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=40)
+    topic_arn = models.CharField(max_length=300)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.message_id

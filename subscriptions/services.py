@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from markets.services import ticker_ensure
 
+from . import emails, signals
 from .models import Subscriber
 
 
@@ -43,3 +45,95 @@ def subscriber_set_status(*, subscriber: Subscriber, status: str) -> Subscriber:
         fields.append("unsubscribed_at")
     subscriber.save(update_fields=fields)
     return subscriber
+
+
+# -- double opt-in --------------------------------------------------------------------------------------
+
+
+def subscriber_subscribe(*, email: str, symbols: list[str]) -> None:
+    """Someone asked to subscribe ``email`` to ``symbols`` (validated). Double opt-in, and no enumeration:
+
+    - a new or pending address follows ``symbols`` and is sent a confirmation link;
+    - an unsubscribed address asked again: the same, it stays unsubscribed until it confirms;
+    - a confirmed address (active or paused) changes nothing and is sent a link to manage the subscription;
+    - a suppressed address (bounced, complained) is sent nothing.
+    The page shown afterwards is the same in every case.
+    """
+    email = email.strip().lower()
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().filter(email__iexact=email).first()
+        if subscriber is None:
+            subscriber = Subscriber.objects.create(email=email, status=Subscriber.Status.PENDING)
+        if subscriber.status in (Subscriber.Status.BOUNCED, Subscriber.Status.COMPLAINED):
+            return
+        if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+            transaction.on_commit(lambda: emails.manage_email_send(subscriber=subscriber))
+            return
+        subscriber_set_tickers(subscriber=subscriber, symbols=symbols)
+        transaction.on_commit(lambda: emails.confirmation_email_send(subscriber=subscriber))
+
+
+@transaction.atomic
+def subscriber_confirm(*, subscriber: Subscriber) -> Subscriber:
+    """The address owner clicked the link: from now on they receive the daily email."""
+    if subscriber.status in (Subscriber.Status.PENDING, Subscriber.Status.UNSUBSCRIBED):
+        subscriber.unsubscribed_at = None
+        subscriber.save(update_fields=["unsubscribed_at", "updated_at"])
+        subscriber_set_status(subscriber=subscriber, status=Subscriber.Status.ACTIVE)
+    return subscriber
+
+
+def subscriber_export(*, subscriber: Subscriber) -> dict:
+    """Everything Walter holds about the subscriber, for "download my data"."""
+    data = {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "tickers": sorted(subscriber.tickers.values_list("symbol", flat=True)),
+        "created_at": subscriber.created_at.isoformat(),
+        "confirmed_at": subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else None,
+        "unsubscribed_at": subscriber.unsubscribed_at.isoformat() if subscriber.unsubscribed_at else None,
+        "soft_bounces": subscriber.soft_bounces,
+    }
+    for _receiver, extra in signals.subscriber_exporting.send(sender=Subscriber, subscriber=subscriber):
+        data.update(extra or {})
+    return data
+
+
+@transaction.atomic
+def subscriber_erase(*, subscriber: Subscriber) -> None:
+    """Delete the subscriber and, through the signal, every personal trace other apps keep (deliveries, archive)."""
+    signals.subscriber_erasing.send(sender=Subscriber, subscriber=subscriber)
+    subscriber.delete()
+
+
+@transaction.atomic
+def subscriber_suppress(*, subscriber: Subscriber, status: str) -> Subscriber:
+    """Never send to this address again (a hard bounce, a complaint, or staff's decision); reversible in the admin."""
+    subscriber.soft_bounces = 0
+    subscriber.save(update_fields=["soft_bounces", "updated_at"])
+    return subscriber_set_status(subscriber=subscriber, status=status)
+
+
+@transaction.atomic
+def subscriber_unsuppress(*, subscriber: Subscriber) -> Subscriber:
+    """Staff lifted a suppression: the subscriber is active again (they had confirmed before)."""
+    subscriber.soft_bounces = 0
+    subscriber.save(update_fields=["soft_bounces", "updated_at"])
+    status = Subscriber.Status.ACTIVE if subscriber.confirmed_at else Subscriber.Status.PENDING
+    return subscriber_set_status(subscriber=subscriber, status=status)
+
+
+@transaction.atomic
+def subscriber_soft_bounce(*, subscriber: Subscriber, limit: int) -> Subscriber:
+    """One more soft bounce in a row; ``limit`` in a row suppresses the address as bounced."""
+    Subscriber.objects.filter(pk=subscriber.pk).update(soft_bounces=F("soft_bounces") + 1)
+    subscriber.refresh_from_db(fields=["soft_bounces"])
+    if subscriber.soft_bounces >= limit and not subscriber.is_suppressed:
+        subscriber_set_status(subscriber=subscriber, status=Subscriber.Status.BOUNCED)
+    return subscriber
+
+
+def subscriber_delivered(*, subscriber: Subscriber) -> None:
+    """A delivery went through: soft bounces are counted in a row, so the count starts again."""
+    if subscriber.soft_bounces:
+        Subscriber.objects.filter(pk=subscriber.pk).update(soft_bounces=0)

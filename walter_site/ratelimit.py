@@ -65,3 +65,20 @@ class Pacer:
         until = self.clock() + max(0.0, seconds)
         if until > self._blocked_until():
             self.cache.set(f"walter:pace:{self.name}:until", until, timeout=math.ceil(seconds) + 5)
+
+
+def allow(key: str, limit: int, window_seconds: int, *, cache: BaseCache | None = None) -> bool:
+    """Count one hit of ``key`` in the current window; False once more than ``limit`` hits were counted.
+
+    Shared by every process through the cache (Redis in production: a per-process or database cache would
+    undercount). Fixed windows: simple, and at worst twice the limit across a window boundary.
+    """
+    cache = cache or caches["default"]
+    bucket = f"walter:limit:{key}:{int(time.time() // window_seconds)}"
+    if cache.add(bucket, 1, timeout=window_seconds + 5):
+        return limit >= 1
+    try:
+        return cache.incr(bucket) <= limit
+    except ValueError:  # expired between add and incr
+        cache.add(bucket, 1, timeout=window_seconds + 5)
+        return True

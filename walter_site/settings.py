@@ -348,3 +348,14 @@ METRICS_NAMESPACE = env.str("METRICS_NAMESPACE", default="Walter")
 STAGE = env.str("STAGE", default=SHARED_TABLES_STAGE)
 # Alerts: a failed or partial run emails ADMINS and, with this set, publishes to the SNS topic.
 ALERT_SNS_TOPIC_ARN = env.str("ALERT_SNS_TOPIC_ARN", default="")
+
+# --- subscribers ---
+# Subscribe attempts per hour, per client address and per email address (counted in the shared cache).
+SUBSCRIBE_LIMIT_PER_IP = env.int("SUBSCRIBE_LIMIT_PER_IP", default=20)
+SUBSCRIBE_LIMIT_PER_EMAIL = env.int("SUBSCRIBE_LIMIT_PER_EMAIL", default=5)
+TICKER_SEARCH_LIMIT_PER_MINUTE = env.int("TICKER_SEARCH_LIMIT_PER_MINUTE", default=120)
+# SES bounce and complaint events through SNS: only these topics are accepted; older messages are refused.
+SES_EVENTS_TOPIC_ARNS = env.list("SES_EVENTS_TOPIC_ARNS", default=[])
+SNS_MAX_AGE_SECONDS = env.int("SNS_MAX_AGE_SECONDS", default=3600)
+# Soft bounces in a row after which an address is suppressed as bounced.
+SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)

@@ -1,0 +1,115 @@
+// Ticker chips with autocomplete over the plain "AAPL, MSFT" text field, which stays the form's real value:
+// without script the field works as it is.
+(function () {
+  "use strict";
+  function parse(value) {
+    var seen = [];
+    value.toUpperCase().split(/[\s,;]+/).forEach(function (s) { if (s && seen.indexOf(s) < 0) seen.push(s); });
+    return seen;
+  }
+  function enhance(field) {
+    var url = field.getAttribute("data-search-url");
+    var symbols = parse(field.value);
+    var box = document.createElement("div");
+    box.className = "chips-input";
+    var list = document.createElement("ul");
+    list.className = "chips";
+    var input = document.createElement("input");
+    input.type = "text";
+    input.autocomplete = "off";
+    input.id = field.id;
+    input.setAttribute("role", "combobox");
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-expanded", "false");
+    input.setAttribute("aria-controls", field.id + "-options");
+    if (field.getAttribute("aria-describedby")) input.setAttribute("aria-describedby", field.getAttribute("aria-describedby"));
+    if (field.getAttribute("aria-invalid")) input.setAttribute("aria-invalid", "true");
+    input.placeholder = symbols.length ? "" : "Type a symbol or a company";
+    var options = document.createElement("ul");
+    options.className = "options";
+    options.id = field.id + "-options";
+    options.setAttribute("role", "listbox");
+    options.hidden = true;
+    field.id = field.id + "-value";
+    field.type = "hidden";
+    field.parentNode.insertBefore(box, field);
+    box.appendChild(list);
+    box.appendChild(input);
+    box.parentNode.insertBefore(options, box.nextSibling);
+    var active = -1, timer = null, results = [];
+
+    function sync() {
+      field.value = symbols.join(", ");
+      list.innerHTML = "";
+      symbols.forEach(function (symbol) {
+        var li = document.createElement("li");
+        li.textContent = symbol + " ";
+        var remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "chip-remove";
+        remove.setAttribute("aria-label", "Remove " + symbol);
+        remove.textContent = "×";
+        remove.addEventListener("click", function () {
+          symbols = symbols.filter(function (s) { return s !== symbol; });
+          sync();
+          input.focus();
+        });
+        li.appendChild(remove);
+        list.appendChild(li);
+      });
+    }
+    function close() { options.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; }
+    function add(symbol) {
+      symbol = symbol.toUpperCase().trim();
+      if (symbol && symbols.indexOf(symbol) < 0) symbols.push(symbol);
+      input.value = "";
+      close();
+      sync();
+    }
+    function show() {
+      options.innerHTML = "";
+      results.forEach(function (r, i) {
+        var li = document.createElement("li");
+        li.setAttribute("role", "option");
+        li.id = options.id + "-" + i;
+        li.className = i === active ? "active" : "";
+        var b = document.createElement("strong");
+        b.textContent = r.symbol;
+        li.appendChild(b);
+        li.appendChild(document.createTextNode(" · " + r.name));
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); add(r.symbol); });
+        options.appendChild(li);
+      });
+      options.hidden = results.length === 0;
+      input.setAttribute("aria-expanded", results.length ? "true" : "false");
+      if (active >= 0) input.setAttribute("aria-activedescendant", options.id + "-" + active);
+    }
+    input.addEventListener("input", function () {
+      var q = input.value.trim();
+      if (/[,\s]$/.test(input.value)) { add(q.replace(/[,\s]+$/, "")); return; }
+      clearTimeout(timer);
+      if (!q) { close(); return; }
+      timer = setTimeout(function () {
+        fetch(url + "?q=" + encodeURIComponent(q), { headers: { Accept: "application/json" } })
+          .then(function (r) { return r.ok ? r.json() : { results: [] }; })
+          .then(function (data) { results = data.results || []; active = results.length ? 0 : -1; show(); })
+          .catch(function () { results = []; close(); });
+      }, 150);
+    });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "ArrowDown" && results.length) { active = (active + 1) % results.length; show(); e.preventDefault(); }
+      else if (e.key === "ArrowUp" && results.length) { active = (active - 1 + results.length) % results.length; show(); e.preventDefault(); }
+      else if (e.key === "Enter" && input.value.trim()) {
+        e.preventDefault();
+        add(active >= 0 && !options.hidden ? results[active].symbol : input.value);
+      } else if (e.key === "Backspace" && !input.value && symbols.length) { symbols.pop(); sync(); }
+      else if (e.key === "Escape") { close(); }
+    });
+    input.addEventListener("blur", function () { if (input.value.trim()) add(input.value); close(); });
+    field.form.addEventListener("submit", function () { if (input.value.trim()) add(input.value); });
+    sync();
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    Array.prototype.forEach.call(document.querySelectorAll("input[data-ticker-input]"), enhance);
+  });
+})();

@@ -1,0 +1,41 @@
+"""The two emails of the subscription flow: confirm your address, or manage the subscription you have."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from . import links
+from .models import Subscriber
+
+
+def _send(*, subscriber: Subscriber, subject: str, template: str, context: dict) -> None:
+    context = {"subscriber": subscriber, "site_url": settings.SITE_URL, **context}
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string(f"subscriptions/email/{template}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[subscriber.email],
+    )
+    message.attach_alternative(render_to_string(f"subscriptions/email/{template}.html", context), "text/html")
+    message.send()
+
+
+def confirmation_email_send(*, subscriber: Subscriber) -> None:
+    symbols = sorted(subscriber.tickers.values_list("symbol", flat=True))
+    _send(
+        subscriber=subscriber,
+        subject="Confirm your Walter subscription",
+        template="confirm",
+        context={"confirm_url": links.confirm_url(subscriber.pk), "symbols": symbols},
+    )
+
+
+def manage_email_send(*, subscriber: Subscriber) -> None:
+    _send(
+        subscriber=subscriber,
+        subject="Your Walter subscription",
+        template="manage",
+        context={"preferences_url": links.preferences_url(subscriber.pk)},
+    )

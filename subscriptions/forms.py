@@ -1,0 +1,74 @@
+"""The subscribe and preferences forms: an address and up to 20 listed US tickers."""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+
+from markets.providers.base import ProviderError
+from markets.selectors import ticker_lookup
+
+MAX_TICKERS = 20
+_SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+
+
+def parse_symbols(raw: str) -> list[str]:
+    """Symbols from what was typed (commas or spaces), upper case, in order, each once."""
+    seen: list[str] = []
+    for part in re.split(r"[\s,;]+", raw.upper()):
+        if part and part not in seen:
+            seen.append(part)
+    return seen
+
+
+class TickersField(forms.CharField):
+    """Symbols, checked against the market-data provider: an unknown one is named in the error."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("max_length", 400)
+        super().__init__(**kwargs)
+
+    def clean(self, value: str) -> list[str]:
+        value = super().clean(value)
+        symbols = parse_symbols(value)
+        if not symbols:
+            raise forms.ValidationError("Add at least one ticker.", code="required")
+        if len(symbols) > MAX_TICKERS:
+            raise forms.ValidationError(f"At most {MAX_TICKERS} tickers; you entered {len(symbols)}.", code="too_many")
+        malformed = [s for s in symbols if not _SYMBOL.match(s)]
+        if malformed:
+            raise forms.ValidationError(
+                " ".join(f'"{s[:12]}" is not a ticker symbol.' for s in malformed[:3]), code="malformed"
+            )
+        unknown = []
+        for symbol in symbols:
+            try:
+                if ticker_lookup(symbol) is None:
+                    unknown.append(symbol)
+            except ProviderError:
+                raise forms.ValidationError(
+                    "We cannot check tickers right now. Please try again in a minute.", code="unavailable"
+                ) from None
+        if unknown:
+            raise forms.ValidationError(" ".join(f'"{s}" is not a listed US ticker.' for s in unknown), code="unknown")
+        return symbols
+
+
+class SubscribeForm(forms.Form):
+    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    tickers = TickersField(
+        help_text="Up to 20, for example AAPL, MSFT.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "AAPL, MSFT", "data-ticker-input": ""}),
+    )
+    # Bots fill every field; people never see this one.
+    website = forms.CharField(required=False, widget=forms.TextInput(attrs={"tabindex": "-1", "autocomplete": "off"}))
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()
+
+
+class TickersForm(forms.Form):
+    tickers = TickersField(
+        widget=forms.TextInput(attrs={"autocomplete": "off", "data-ticker-input": ""}),
+    )

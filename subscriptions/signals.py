@@ -1,0 +1,12 @@
+"""Signals through which the apps above this one react to a subscriber's data requests.
+
+`subscriptions` must not import `newsletters`; the newsletter app keeps deliveries and archived emails, so it
+listens here and erases or exports its part.
+"""
+
+from django.dispatch import Signal
+
+#: Sent with ``subscriber`` just before the subscriber is deleted at their request.
+subscriber_erasing = Signal()
+#: Sent with ``subscriber`` when they download their data; receivers return a dict merged into the export.
+subscriber_exporting = Signal()

@@ -1,0 +1,106 @@
+"""The endpoint SNS posts SES events to: bounces and complaints suppress the address at once.
+
+Set-up: the SES configuration set publishes Bounce, Complaint and Delivery events to an SNS topic; the topic has an
+https subscription to `/webhooks/ses/`; `SES_EVENTS_TOPIC_ARNS` names the topic. The first message SNS sends is
+a SubscriptionConfirmation, which this endpoint confirms after checking it like any other message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from . import sns
+from .models import SnsMessage, Subscriber
+from .services import subscriber_delivered, subscriber_soft_bounce, subscriber_suppress
+
+logger = logging.getLogger("walter.webhooks")
+MAX_BODY = 256 * 1024
+
+
+def confirm_subscription(url: str) -> None:
+    """Visit the SubscribeURL SNS sent (already checked to be an SNS https URL)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        response.read()
+
+
+@csrf_exempt  # SNS signs its messages; there is no session or CSRF token to check.
+@require_POST
+def ses_events(request: HttpRequest) -> HttpResponse:
+    if len(request.body) > MAX_BODY:
+        return HttpResponse("too large", status=413, content_type="text/plain")
+    try:
+        message = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return HttpResponse("not JSON", status=400, content_type="text/plain")
+    try:
+        sns.verify(message, topics=settings.SES_EVENTS_TOPIC_ARNS, max_age_seconds=settings.SNS_MAX_AGE_SECONDS)
+    except sns.SnsError as exc:
+        logger.warning("SNS message refused: %s", exc)
+        return HttpResponse(f"refused: {exc}", status=403, content_type="text/plain")
+    try:
+        with transaction.atomic():
+            SnsMessage.objects.create(
+                message_id=message["MessageId"][:100], type=message["Type"], topic_arn=message["TopicArn"]
+            )
+            _handle(message)
+    except IntegrityError:
+        return HttpResponse("already processed", content_type="text/plain")
+    except sns.SnsError as exc:
+        logger.warning("SNS message refused: %s", exc)
+        return HttpResponse(f"refused: {exc}", status=403, content_type="text/plain")
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def _handle(message: dict[str, str]) -> None:
+    if message["Type"] == "SubscriptionConfirmation":
+        if not sns.is_sns_url(message.get("SubscribeURL", "")):
+            raise sns.SnsError("the SubscribeURL is not an SNS URL")
+        transaction.on_commit(lambda: confirm_subscription(message["SubscribeURL"]))
+        return
+    if message["Type"] != "Notification":
+        return
+    try:
+        event = json.loads(message["Message"])
+    except ValueError:
+        logger.warning("SNS notification %s carries no JSON event", message["MessageId"])
+        return
+    if isinstance(event, dict):
+        ses_event_apply(event)
+
+
+def _recipients(event: dict[str, Any], section: str, key: str) -> list[str]:
+    rows = (event.get(section) or {}).get(key) or []
+    return [str(r.get("emailAddress", "")).strip().lower() for r in rows if isinstance(r, dict)]
+
+
+def ses_event_apply(event: dict[str, Any]) -> None:
+    """Apply one SES event (event publishing's ``eventType`` or a notification's ``notificationType``)."""
+    kind = event.get("eventType") or event.get("notificationType")
+    if kind == "Bounce":
+        bounce_type = (event.get("bounce") or {}).get("bounceType")
+        for subscriber in _subscribers(_recipients(event, "bounce", "bouncedRecipients")):
+            if bounce_type == "Permanent":
+                subscriber_suppress(subscriber=subscriber, status=Subscriber.Status.BOUNCED)
+            else:
+                subscriber_soft_bounce(subscriber=subscriber, limit=settings.SOFT_BOUNCE_LIMIT)
+    elif kind == "Complaint":
+        for subscriber in _subscribers(_recipients(event, "complaint", "complainedRecipients")):
+            subscriber_suppress(subscriber=subscriber, status=Subscriber.Status.COMPLAINED)
+    elif kind == "Delivery":
+        recipients = [str(r).lower() for r in (event.get("delivery") or {}).get("recipients") or []]
+        for subscriber in _subscribers(recipients):
+            subscriber_delivered(subscriber=subscriber)
+
+
+def _subscribers(addresses: list[str]) -> list[Subscriber]:
+    addresses = [a for a in addresses if a]
+    return list(Subscriber.objects.filter(email__in=addresses)) if addresses else []
