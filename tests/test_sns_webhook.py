@@ -1,0 +1,211 @@
+"""SES events through SNS: only genuine, recent messages for our topic, each once, change anything."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from django.core.cache import cache
+
+from subscriptions import sns, webhooks
+from subscriptions.models import Subscriber
+
+pytestmark = pytest.mark.django_db
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:walter-ses-events-prod"
+CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
+
+
+def _key_and_certificate():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return key, certificate.public_bytes(serialization.Encoding.PEM)
+
+
+KEY, CERT_PEM = _key_and_certificate()
+OTHER_KEY, _ = _key_and_certificate()
+
+
+@pytest.fixture(autouse=True)
+def sns_setup(settings, monkeypatch):
+    settings.SES_EVENTS_TOPIC_ARNS = [TOPIC]
+    settings.SNS_MAX_AGE_SECONDS = 3600
+    settings.SOFT_BOUNCE_LIMIT = 3
+    cache.clear()
+    fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return CERT_PEM
+
+    monkeypatch.setattr(sns, "fetch_certificate", fetch)
+    yield fetched
+    cache.clear()
+
+
+def signed(body: dict, *, version: str = "1", key=KEY) -> dict:
+    message = {
+        "MessageId": str(uuid.uuid4()),
+        "TopicArn": TOPIC,
+        "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
+        "SignatureVersion": version,
+        "SigningCertURL": CERT_URL,
+        **body,
+    }
+    algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
+    signature = key.sign(sns.string_to_sign(message), padding.PKCS1v15(), algorithm)
+    message["Signature"] = base64.b64encode(signature).decode()
+    return message
+
+
+def notification(event: dict, **kwargs) -> dict:
+    return signed({"Type": "Notification", "Message": json.dumps(event), "Subject": "Amazon SES Email Event"}, **kwargs)
+
+
+def bounce(address: str, kind: str = "Permanent") -> dict:
+    return {
+        "eventType": "Bounce",
+        "bounce": {"bounceType": kind, "bouncedRecipients": [{"emailAddress": address}]},
+        "mail": {"destination": [address]},
+    }
+
+
+def complaint(address: str) -> dict:
+    return {"eventType": "Complaint", "complaint": {"complainedRecipients": [{"emailAddress": address}]}}
+
+
+def post(client, message) -> object:
+    return client.post("/webhooks/ses/", data=json.dumps(message), content_type="text/plain; charset=UTF-8")
+
+
+@pytest.fixture
+def subscriber():
+    return Subscriber.objects.create(email="reader@example.com", status=Subscriber.Status.ACTIVE)
+
+
+def status_of(subscriber: Subscriber) -> str:
+    return Subscriber.objects.get(pk=subscriber.pk).status
+
+
+def test_a_signed_v1_hard_bounce_suppresses_the_address(client, subscriber):
+    response = post(client, notification(bounce("Reader@Example.com")))
+    assert response.status_code == 200
+    assert status_of(subscriber) == Subscriber.Status.BOUNCED
+
+
+def test_a_signed_v2_complaint_suppresses_the_address(client, subscriber):
+    assert post(client, notification(complaint("reader@example.com"), version="2")).status_code == 200
+    assert status_of(subscriber) == Subscriber.Status.COMPLAINED
+
+
+def test_soft_bounces_suppress_after_the_limit_in_a_row_and_a_delivery_resets_the_count(client, subscriber):
+    post(client, notification(bounce("reader@example.com", "Transient")))
+    post(client, notification(bounce("reader@example.com", "Transient")))
+    assert status_of(subscriber) == Subscriber.Status.ACTIVE
+    post(client, notification({"eventType": "Delivery", "delivery": {"recipients": ["reader@example.com"]}}))
+    assert Subscriber.objects.get(pk=subscriber.pk).soft_bounces == 0
+    for _ in range(3):
+        post(client, notification(bounce("reader@example.com", "Transient")))
+    assert status_of(subscriber) == Subscriber.Status.BOUNCED
+
+
+def test_the_classic_notification_format_is_understood_too(client, subscriber):
+    event = {
+        "notificationType": "Complaint",
+        "complaint": {"complainedRecipients": [{"emailAddress": "reader@example.com"}]},
+    }
+    post(client, notification(event))
+    assert status_of(subscriber) == Subscriber.Status.COMPLAINED
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (lambda m: m.update(Message=m["Message"].replace("Permanent", "Permanent ")), "signature does not match"),
+        (
+            lambda m: m.update(Signature=signed({"Type": "Notification", "Message": "{}"}, key=OTHER_KEY)["Signature"]),
+            "signature does not match",
+        ),
+        (lambda m: m.update(SigningCertURL="https://sns.evil.example.com/cert.pem"), "not served by SNS"),
+        (
+            lambda m: m.update(SigningCertURL="https://evil.example.com/sns.us-east-1.amazonaws.com.pem"),
+            "not served by SNS",
+        ),
+        (lambda m: m.update(SigningCertURL="http://sns.us-east-1.amazonaws.com/cert.pem"), "not served by SNS"),
+        (lambda m: m.update(TopicArn="arn:aws:sns:us-east-1:999999999999:someone-else"), "topic"),
+        (lambda m: m.update(SignatureVersion="3"), "unknown signature version"),
+    ],
+    ids=["forged-message", "other-key", "foreign-host", "host-in-path", "plain-http", "unknown-topic", "version"],
+)
+def test_forged_or_foreign_messages_are_refused_and_change_nothing(client, subscriber, sns_setup, tamper, reason):
+    message = notification(bounce("reader@example.com"))
+    tamper(message)
+    response = post(client, message)
+    assert response.status_code == 403 and reason in response.content.decode()
+    assert status_of(subscriber) == Subscriber.Status.ACTIVE
+    assert all(url == CERT_URL for url in sns_setup)  # no certificate is ever fetched from elsewhere
+
+
+def test_a_stale_message_is_refused(client, subscriber):
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    message = signed({"Type": "Notification", "Message": json.dumps(bounce("reader@example.com")), "Timestamp": old})
+    response = post(client, message)
+    assert response.status_code == 403 and "too old" in response.content.decode()
+    assert status_of(subscriber) == Subscriber.Status.ACTIVE
+
+
+def test_a_replayed_message_id_is_ignored(client, subscriber):
+    message = notification(bounce("reader@example.com", "Transient"))
+    assert post(client, message).content == b"ok"
+    assert post(client, message).content == b"already processed"
+    assert Subscriber.objects.get(pk=subscriber.pk).soft_bounces == 1
+
+
+def test_the_certificate_is_fetched_once_and_cached(client, subscriber, sns_setup):
+    for _ in range(3):
+        post(client, notification(bounce("reader@example.com", "Transient")))
+    assert sns_setup == [CERT_URL]
+
+
+def test_the_subscription_is_confirmed_only_for_a_genuine_message(
+    client, monkeypatch, django_capture_on_commit_callbacks
+):
+    visited: list[str] = []
+    monkeypatch.setattr(webhooks, "confirm_subscription", visited.append)
+    subscribe_url = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=abc"
+    body = {"Type": "SubscriptionConfirmation", "Message": "confirm", "SubscribeURL": subscribe_url, "Token": "abc"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, signed(body)).status_code == 200
+    assert visited == [subscribe_url]
+    evil = {**body, "SubscribeURL": "https://attacker.example.com/confirm"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, signed(evil)).status_code == 403
+    forged = signed(body)
+    forged["Token"] = "other"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, forged).status_code == 403
+    assert visited == [subscribe_url]
+
+
+def test_malformed_bodies_and_other_methods(client):
+    assert client.post("/webhooks/ses/", data="{not json", content_type="text/plain").status_code == 400
+    assert client.post("/webhooks/ses/", data="[1, 2]", content_type="text/plain").status_code == 403
+    assert client.get("/webhooks/ses/").status_code == 405
