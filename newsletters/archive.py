@@ -7,6 +7,8 @@ Keys are laid out by issue date and the delivery's opaque token, never the addre
 from __future__ import annotations
 
 import datetime as dt
+from email import policy
+from email.parser import BytesParser
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
@@ -33,6 +35,17 @@ def archive_read_html(key: str, storage: Storage | None = None) -> str:
     storage = storage or archive_storage()
     with storage.open(key, "rb") as handle:
         return handle.read().decode("utf-8")
+
+
+def archive_read_inline_image(key: str, cid: str, storage: Storage | None = None) -> tuple[bytes, str] | None:
+    """An inline image (by Content-ID) of the archived raw message beside the HTML copy at ``key``."""
+    storage = storage or archive_storage()
+    with storage.open(key.removesuffix(".html") + ".eml", "rb") as handle:
+        message = BytesParser(policy=policy.default).parse(handle)
+    for part in message.walk():
+        if part.get("Content-ID", "").strip("<>") == cid and part.get_content_maintype() == "image":
+            return part.get_payload(decode=True), part.get_content_type()
+    return None
 
 
 def _save(storage: Storage, key: str, data: bytes) -> str:

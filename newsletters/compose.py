@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 
 from markets.snapshots import TickerSnapshot
 
+from .charts import charts_render
 from .models import Analysis
 
 HEADLINE = "__WALTER_HEADLINE__"
@@ -45,6 +46,7 @@ class IssueContent:
     snapshots: dict[str, TickerSnapshot]
     analyses: dict[str, Analysis]
     cards: dict[str, Card] = field(default_factory=dict)
+    charts: dict[str, bytes] = field(default_factory=dict)  # PNG per symbol, shared by every email
     frame_html: str = ""
     frame_text: str = ""
 
@@ -61,6 +63,12 @@ class ComposedEmail:
     subject: str
     html: str
     text: str
+    images: dict[str, bytes] = field(default_factory=dict)  # Content-ID → PNG, the charts this email shows
+
+
+def chart_cid(symbol: str) -> str:
+    """The Content-ID of a ticker's chart inside an email (the archived copy keeps it)."""
+    return f"chart-{symbol.lower().replace('.', '-')}@walter"
 
 
 def issue_content_build(
@@ -68,13 +76,14 @@ def issue_content_build(
     day: dt.date,
     snapshots: dict[str, TickerSnapshot],
     analyses: dict[str, Analysis],
-    chart_urls: dict[str, str] | None = None,
+    charts: dict[str, bytes] | None = None,
 ) -> IssueContent:
-    """Render every ticker's card and the frame once for the whole issue."""
-    chart_urls = chart_urls or {}
+    """Render every ticker's card and the frame once for the whole issue; ``charts`` default to rendered now."""
+    if charts is None:
+        charts = charts_render(snapshots.values())
     demo = any(s.demo for s in snapshots.values())
     llm = any(not a.automated for a in analyses.values())
-    content = IssueContent(day=day, demo=demo, snapshots=snapshots, analyses=analyses)
+    content = IssueContent(day=day, demo=demo, snapshots=snapshots, analyses=analyses, charts=charts)
     frame_context = {
         "day": day,
         "demo": demo,
@@ -87,7 +96,7 @@ def issue_content_build(
     sample_cards = "".join(
         render_to_string(
             "newsletters/email/card.html",
-            {"s": s, "analysis": analyses.get(sym), "chart_url": chart_urls.get(sym, "")},
+            {"s": s, "analysis": analyses.get(sym), "chart_src": f"cid:{chart_cid(sym)}" if sym in charts else ""},
         ).replace('<tr><td class="card">', f'<tr data-card="{sym}"><td class="card">', 1)
         for sym, s in sorted(snapshots.items())
     )
@@ -172,6 +181,7 @@ def email_compose(*, content: IssueContent, symbols: list[str], email: str, link
         subject=subject_line(content.day, snapshots, content.demo),
         html=_fill(content.frame_html, escaped),
         text=_fill(content.frame_text, plain),
+        images={chart_cid(s.symbol): content.charts[s.symbol] for s in snapshots if s.symbol in content.charts},
     )
 
 

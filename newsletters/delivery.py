@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F, Q
@@ -28,6 +27,7 @@ from .compose import IssueContent, PersonalLinks, email_compose
 from .links import view_url
 from .messages import message_build, message_id_for
 from .models import Delivery, Issue
+from .sending import FAILED, NOT_SENT, REJECTED, SENT, Outcome, Sender
 
 logger = logging.getLogger("walter.delivery")
 
@@ -44,6 +44,10 @@ class DeliveryStage:
     failed: int = 0
     skipped: int = 0
     ambiguous: int = 0
+    #: Deliveries left "sending" by a run that stopped mid-batch: maybe sent, so not sent again by default.
+    ambiguous_emails: list[str] = field(default_factory=list)
+    #: Why sending stopped early (the account refused to send); empty when it did not.
+    stopped: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -67,9 +71,33 @@ def deliveries_plan(*, issue: Issue) -> int:
     return len(new)
 
 
-def _claim_batch(issue: Issue, size: int) -> list[Delivery]:
+def deliveries_ambiguous(*, issue: Issue) -> list[Delivery]:
+    return list(
+        Delivery.objects.filter(issue=issue, status=Delivery.Status.SENDING).select_related("subscriber").order_by("id")
+    )
+
+
+def deliveries_release_ambiguous(*, issue: Issue) -> int:
+    """Make the in-flight deliveries of a stopped run sendable again (some may then arrive twice)."""
+    return Delivery.objects.filter(issue=issue, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING, error="released for resending: it may have been sent before"
+    )
+
+
+def deliveries_requeue(*, deliveries: list[Delivery]) -> int:
+    """Staff asked to send these again: they go back to pending, whatever happened before."""
+    return Delivery.objects.filter(id__in=[d.id for d in deliveries]).update(
+        status=Delivery.Status.PENDING, retryable=True, attempts=0, error=""
+    )
+
+
+def _claim_batch(issue: Issue, size: int, only: list[int] | None, started: dt.datetime) -> list[Delivery]:
     with transaction.atomic():
         candidates = Delivery.objects.filter(issue=issue).filter(SENDABLE).order_by("id")
+        # What failed in this run waits for the next one, rather than being hammered in a loop.
+        candidates = candidates.filter(Q(sending_at__isnull=True) | Q(sending_at__lt=started))
+        if only is not None:
+            candidates = candidates.filter(id__in=only)
         if db_connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("id", flat=True)[:size])
@@ -88,31 +116,50 @@ def deliveries_send(
     content: IssueContent,
     limit: int | None = None,
     batch_size: int | None = None,
+    only: list[int] | None = None,
+    sender: Sender | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> DeliveryStage:
-    """Send every sendable Delivery of ``issue`` (at most ``limit``); a failing subscriber never stops the others."""
+    """Send every sendable Delivery of ``issue`` (at most ``limit``, or only the ids in ``only``).
+
+    Each batch is claimed (sending), rendered, archived and handed to the sender one message at a time, so
+    rendering overlaps sending; the batch is marked sent or failed once every message of it has an outcome. A
+    failing subscriber never stops the others; an account that stops taking messages stops the run.
+    """
     stage = DeliveryStage()
-    stage.ambiguous = Delivery.objects.filter(issue=issue, status=Delivery.Status.SENDING).count()
+    ambiguous = deliveries_ambiguous(issue=issue)
+    stage.ambiguous = len(ambiguous)
+    stage.ambiguous_emails = [d.email or (d.subscriber.email if d.subscriber else "") for d in ambiguous]
     batch_size = batch_size or settings.DELIVERY_BATCH_SIZE
     remaining = limit if limit is not None else float("inf")
-    connection = get_connection()
-    while remaining > 0:
-        batch = _claim_batch(issue, int(min(batch_size, remaining)))
-        if not batch:
-            break
-        remaining -= len(batch)
-        _send_batch(batch, issue, content, connection, stage)
-        if on_progress:
-            on_progress(len(batch))
+    own_sender = sender is None
+    sender = sender or Sender()
+    started = timezone.now()
+    try:
+        while remaining > 0 and not sender.stopped:
+            batch = _claim_batch(issue, int(min(batch_size, remaining)), only, started)
+            if not batch:
+                break
+            remaining -= len(batch)
+            _send_batch(batch, issue, content, sender, stage)
+            if on_progress:
+                on_progress(len(batch))
+    finally:
+        if own_sender:
+            sender.close()
+    stage.stopped = sender.stopped
     return stage
 
 
-def _send_batch(batch: list[Delivery], issue: Issue, content: IssueContent, connection, stage: DeliveryStage) -> None:
+def _send_batch(
+    batch: list[Delivery], issue: Issue, content: IssueContent, sender: Sender, stage: DeliveryStage
+) -> None:
     symbols = symbols_by_subscriber([d.subscriber_id for d in batch if d.subscriber_id])
-    now = timezone.now
-    connection.open()
+    handed: list[tuple[Delivery, object]] = []
     try:
         for delivery in batch:
+            if sender.stopped:
+                break  # the rest of the batch was never handed over: back to pending below
             subscriber = delivery.subscriber
             if subscriber is None or subscriber.status != Subscriber.Status.ACTIVE:
                 reason = "subscriber erased" if subscriber is None else f"subscriber is {subscriber.status}"
@@ -135,8 +182,10 @@ def _send_batch(batch: list[Delivery], issue: Issue, content: IssueContent, conn
                 message = message_build(
                     composed=composed, to=subscriber.email, token=token, unsubscribe_url=links.unsubscribe
                 )
-                mime = message.message().as_bytes()
-                delivery.archive_key = archive_write(day=issue.date, token=token, html=composed.html, mime=mime)
+                # Archived before it is handed over: what the archive holds is exactly what was sent.
+                delivery.archive_key = archive_write(
+                    day=issue.date, token=token, html=composed.html, mime=message.message().as_bytes()
+                )
                 delivery.email = subscriber.email
                 delivery.symbols = wanted
             except Exception as exc:  # a subscriber whose email cannot be built is recorded, not fatal
@@ -145,33 +194,43 @@ def _send_batch(batch: list[Delivery], issue: Issue, content: IssueContent, conn
                 stage.failed += 1
                 stage.errors[token] = str(exc)
                 continue
-            try:
-                sent = connection.send_messages([message])
-            except Exception as exc:
-                logger.warning("sending delivery %s failed: %s", delivery.pk, exc)
-                _finish(delivery, Delivery.Status.FAILED, error=f"send: {exc}", retryable=True)
-                stage.failed += 1
-                stage.errors[token] = str(exc)
-                continue
-            if not sent:
-                _finish(delivery, Delivery.Status.FAILED, error="the email backend did not accept the message")
-                stage.failed += 1
-                continue
-            status = getattr(message, "anymail_status", None)
-            delivery.message_id = (status and status.message_id) or message_id_for(token)
-            delivery.sent_at = now()
-            _finish(delivery, Delivery.Status.SENT)
-            stage.sent += 1
+            handed.append((delivery, sender.submit(message)))
+        for delivery, future in handed:
+            _record(delivery, future.result(), stage)
     finally:
-        connection.close()
         for delivery in batch:
-            if delivery.status == Delivery.Status.SENDING:  # never handed to the backend: safe to send later
-                delivery.status = Delivery.Status.PENDING
+            if delivery.status == Delivery.Status.SENDING and not _was_handed(delivery, handed):
+                delivery.status = Delivery.Status.PENDING  # never handed to the backend: safe to send later
         Delivery.objects.bulk_update(
             batch,
             ["status", "error", "retryable", "email", "symbols", "message_id", "archive_key", "sent_at", "updated_at"],
             batch_size=1000,
         )
+
+
+def _was_handed(delivery: Delivery, handed: list[tuple[Delivery, object]]) -> bool:
+    # A message whose outcome was never read (the process is going down) may have been sent: keep it ambiguous.
+    return any(d is delivery for d, _ in handed)
+
+
+def _record(delivery: Delivery, outcome: Outcome, stage: DeliveryStage) -> None:
+    token = str(delivery.token)
+    if outcome.status == SENT:
+        delivery.message_id = outcome.message_id or message_id_for(token)
+        delivery.sent_at = timezone.now()
+        _finish(delivery, Delivery.Status.SENT)
+        stage.sent += 1
+    elif outcome.status == NOT_SENT:
+        _finish(delivery, Delivery.Status.PENDING, error=outcome.error)
+    elif outcome.status == REJECTED:
+        _finish(delivery, Delivery.Status.FAILED, error=f"rejected: {outcome.error}", retryable=False)
+        stage.failed += 1
+        stage.errors[token] = outcome.error
+    else:
+        assert outcome.status == FAILED
+        _finish(delivery, Delivery.Status.FAILED, error=f"send: {outcome.error}", retryable=True)
+        stage.failed += 1
+        stage.errors[token] = outcome.error
 
 
 def _finish(delivery: Delivery, status: str, *, error: str = "", retryable: bool = False) -> None:

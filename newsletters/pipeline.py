@@ -21,13 +21,14 @@ from subscriptions.selectors import followed_symbols, subscribers_receiving
 from .analysis import analyses_ensure, stored_analyses
 from .analysts import get_analyst
 from .compose import issue_content_build
-from .delivery import deliveries_plan, deliveries_send, issue_ensure
+from .delivery import deliveries_plan, deliveries_release_ambiguous, deliveries_send, issue_ensure
 from .models import DailyRun, Delivery
 from .observability import run_started
 
 logger = logging.getLogger("walter.run")
 
 STAGES = ("data", "analysis", "delivery")
+AMBIGUOUS_LISTED = 50
 
 
 @dataclass
@@ -44,6 +45,7 @@ def daily_run(
     stages: Sequence[str] = STAGES,
     dry_run: bool = False,
     limit: int | None = None,
+    resend_ambiguous: bool = False,
     progress: Progress | None = None,
 ) -> DailyRun:
     """Run the stages for session ``day``; every stage skips what is done and retries what failed."""
@@ -97,6 +99,8 @@ def daily_run(
                 run.emails_skipped = subscribers_receiving().count()
             else:
                 issue = issue_ensure(day=day, demo=provider.is_demo)
+                if resend_ambiguous:
+                    deliveries_release_ambiguous(issue=issue)
                 deliveries_plan(issue=issue)
                 sendable = Delivery.objects.filter(issue=issue, status__in=["pending", "failed"]).count()
                 progress.start("Sending", min(sendable, limit) if limit is not None else sendable)
@@ -107,7 +111,17 @@ def daily_run(
                 if delivery.errors:
                     errors["delivery"] = delivery.errors
                 if delivery.ambiguous:
-                    errors["delivery_ambiguous"] = f"{delivery.ambiguous} deliveries were in flight when a run stopped"
+                    errors["delivery_ambiguous"] = {
+                        "count": delivery.ambiguous,
+                        "emails": delivery.ambiguous_emails[:AMBIGUOUS_LISTED],
+                        "hint": "in flight when an earlier run stopped; rerun with --resend-ambiguous to send them",
+                    }
+                if delivery.stopped:
+                    pending = Delivery.objects.filter(issue=issue, status=Delivery.Status.PENDING).count()
+                    errors["run"] = (
+                        f"sending stopped: {delivery.stopped}; {pending} emails left pending for a later run"
+                    )
+                    failed_stage = True
             run.durations["delivery"] = round(time.monotonic() - started, 3)
     except Exception as exc:
         logger.exception("daily run for %s failed", day)

@@ -20,6 +20,8 @@ def isolated_var(settings, tmp_path: Path) -> Path:
     settings.EMAIL_FILE_PATH = str(var / "outbox")
     # pytest-django swaps in the locmem backend; the embedded default writes .eml files, so test that.
     settings.EMAIL_BACKEND = "newsletters.email_backends.EmlFileBackend"
+    # Pacing is tested on its own with a virtual clock; elsewhere nothing should wait in real time.
+    settings.SES_MAX_SEND_RATE = 0
     settings.STORAGES = {
         **settings.STORAGES,
         "archive": {

@@ -157,11 +157,26 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [("Walter operators", a) for a in env.list("ADMINS", default=[])]
 NEWSLETTER_POSTAL_ADDRESS = env.str("NEWSLETTER_POSTAL_ADDRESS", default="Walter, 1 Example Street, Springfield, USA")
 NEWSLETTER_UNSUBSCRIBE_MAILTO = env.str("NEWSLETTER_UNSUBSCRIBE_MAILTO", default="")
+# Amazon SES v2 through django-anymail: EMAIL_BACKEND=anymail.backends.amazon_ses.EmailBackend. botocore's
+# standard retry mode retries throttling and 5xx answers with backoff before Walter sees an error.
 ANYMAIL = {
-    "AMAZON_SES_CLIENT_PARAMS": {"region_name": env.str("AWS_REGION", default="us-east-1")},
+    "AMAZON_SES_CLIENT_PARAMS": {
+        "region_name": env.str("AWS_REGION", default="us-east-1"),
+        "endpoint_url": env.str("SES_ENDPOINT_URL", default="") or None,
+        "config": {
+            "retries": {"mode": "standard", "max_attempts": env.int("SES_MAX_ATTEMPTS", default=3)},
+            "connect_timeout": 5,
+            "read_timeout": 20,
+            "max_pool_connections": 32,
+        },
+    },
     "AMAZON_SES_CONFIGURATION_SET_NAME": env.str("SES_CONFIGURATION_SET", default="") or None,
 }
+# The account's sending rate (messages per second, shared by every process through the cache; 0: unpaced),
+# the connections sending in parallel, and how often a throttled message is tried again.
 SES_MAX_SEND_RATE = env.float("SES_MAX_SEND_RATE", default=14.0)
+SES_SEND_CONCURRENCY = env.int("SES_SEND_CONCURRENCY", default=4)
+SES_THROTTLE_RETRIES = env.int("SES_THROTTLE_RETRIES", default=5)
 
 # Pluggable outside systems, chosen by dotted path the way EMAIL_BACKEND is.
 POLYGON_API_KEY = env.str("POLYGON_API_KEY", default="")

@@ -29,6 +29,11 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Fetch and analyse, but send and archive nothing.")
         parser.add_argument("--stage", choices=STAGES, help="Run only this stage.")
         parser.add_argument("--limit", type=int, help="Send at most N emails in this run.")
+        parser.add_argument(
+            "--resend-ambiguous",
+            action="store_true",
+            help="Also send the emails an earlier, interrupted run may or may not have sent (some may arrive twice).",
+        )
 
     def handle(self, *args, **options) -> None:
         day = parse_date(options["date"]) if options["date"] else calendar.latest_completed_session()
@@ -56,6 +61,15 @@ class Command(BaseCommand):
         except LockHeld:
             raise CommandError("another run_daily is already running; not starting a second one") from None
         self.stdout.write(run.summary)
+        ambiguous = run.errors.get("delivery_ambiguous") if isinstance(run.errors, dict) else None
+        if ambiguous and not options["resend_ambiguous"]:
+            listed = ", ".join(ambiguous["emails"])
+            more = ambiguous["count"] - len(ambiguous["emails"])
+            self.stdout.write(
+                f"{ambiguous['count']} emails were in flight when an earlier run stopped and may already have "
+                f"arrived; not sent again: {listed}{f' and {more} more' if more > 0 else ''}. "
+                "Run with --resend-ambiguous to send them."
+            )
         if "delivery" in stages and not run.dry_run and run.emails_sent == 0 and run.status != DailyRun.Status.FAILED:
             self.stdout.write(f"Nothing new to send for {day.isoformat()}: every subscriber already has this issue.")
         if run.status == DailyRun.Status.FAILED:
@@ -63,7 +77,13 @@ class Command(BaseCommand):
 
     def _run(self, day: dt.date, stages: list[str], options: dict) -> DailyRun:
         if not sys.stdout.isatty() or options.get("verbosity", 1) < 1:
-            return daily_run(day=day, stages=stages, dry_run=options["dry_run"], limit=options["limit"])
+            return daily_run(
+                day=day,
+                stages=stages,
+                dry_run=options["dry_run"],
+                limit=options["limit"],
+                resend_ambiguous=options["resend_ambiguous"],
+            )
         from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
 
@@ -88,5 +108,6 @@ class Command(BaseCommand):
                 stages=stages,
                 dry_run=options["dry_run"],
                 limit=options["limit"],
+                resend_ambiguous=options["resend_ambiguous"],
                 progress=Progress(start=start, advance=advance),
             )
