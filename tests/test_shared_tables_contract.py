@@ -3,12 +3,7 @@ and DynamoDB over the wire to a `moto_server` on loopback."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from decimal import Decimal
-from pathlib import Path
 
 import boto3
 import pytest
@@ -18,16 +13,6 @@ from markets.shared_tables.database import DatabaseSharedTables
 from markets.shared_tables.dynamodb import DynamoDBSharedTables
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def aws_env(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 
 
 @pytest.fixture(params=["database", "dynamodb-moto"])
@@ -214,36 +199,6 @@ def test_unprocessed_items_are_retried_with_backoff(aws_env):
 
 
 # -- over the wire ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def moto_server(aws_env, tmp_path):
-    port = free_port()
-    executable = Path(sys.executable).with_name("moto_server")
-    log = (tmp_path / "moto.log").open("w")
-    process = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 @pytest.mark.slow
