@@ -1,26 +1,37 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
+from .links import view_url
 from .models import Analysis, AnalystCall, DailyRun, Delivery, Issue
+from .services import deliveries_resend, preview_send
+
+# Staff actions send synchronously from the request: keep each one small.
+RESEND_LIMIT = 200
+TEST_COPY_LIMIT = 10
 
 
 @admin.register(Issue)
 class IssueAdmin(admin.ModelAdmin):
-    list_display = ["date", "demo", "sent", "failed", "pending", "created_at"]
+    list_display = ["date", "demo", "sent", "failed", "pending", "in_flight", "skipped", "deliveries_link"]
     list_filter = ["demo"]
     date_hierarchy = "date"
 
     def get_queryset(self, request):
-        status = "deliveries__status"
+        def count(*statuses: str) -> Count:
+            return Count("deliveries", filter=Q(deliveries__status__in=statuses))
+
         return (
             super()
             .get_queryset(request)
             .annotate(
-                n_sent=Count("deliveries", filter=Q(**{status: "sent"})),
-                n_failed=Count("deliveries", filter=Q(**{status: "failed"})),
-                n_pending=Count("deliveries", filter=Q(**{f"{status}__in": ["pending", "sending"]})),
+                n_sent=count("sent"),
+                n_failed=count("failed"),
+                n_pending=count("pending"),
+                n_in_flight=count("sending"),
+                n_skipped=count("skipped"),
             )
         )
 
@@ -32,18 +43,49 @@ class IssueAdmin(admin.ModelAdmin):
     def failed(self, obj: Issue) -> int:
         return obj.n_failed
 
-    @admin.display(ordering="n_pending", description="Pending / in flight")
+    @admin.display(ordering="n_pending")
     def pending(self, obj: Issue) -> int:
         return obj.n_pending
+
+    @admin.display(ordering="n_in_flight", description="In flight (ambiguous)")
+    def in_flight(self, obj: Issue) -> int:
+        return obj.n_in_flight
+
+    @admin.display(ordering="n_skipped")
+    def skipped(self, obj: Issue) -> int:
+        return obj.n_skipped
+
+    @admin.display(description="Deliveries")
+    def deliveries_link(self, obj: Issue):
+        url = reverse("admin:newsletters_delivery_changelist") + f"?issue__date={obj.date.isoformat()}"
+        return format_html('<a href="{}">deliveries</a>', url)
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["issue", "email", "status", "attempts", "sent_at", "error", "preview_link"]
+    list_display = ["issue", "email", "status", "attempts", "sent_at", "failure", "preview_link", "archive_link"]
     list_filter = ["status", "issue__date", "retryable"]
     search_fields = ["email", "subscriber__email", "message_id", "token"]
     list_select_related = ["issue", "subscriber"]
     readonly_fields = [f.name for f in Delivery._meta.fields]
+    actions = ["resend", "send_test_copy_to_me", "preview"]
+
+    def changelist_view(self, request, extra_context=None):
+        # Counts per status for what the filters select (an issue date, typically), above the list.
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:
+            counts = dict(
+                changelist.queryset.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n")
+            )
+            response.context_data["status_counts"] = [
+                (label, counts.get(value, 0)) for value, label in Delivery.Status.choices
+            ]
+        return response
+
+    @admin.display(description="Failure reason")
+    def failure(self, obj: Delivery) -> str:
+        return obj.error[:200] if obj.status in (Delivery.Status.FAILED, Delivery.Status.SKIPPED) else ""
 
     @admin.display(description="Email")
     def preview_link(self, obj: Delivery):
@@ -51,6 +93,45 @@ class DeliveryAdmin(admin.ModelAdmin):
             return "—"
         url = reverse("newsletters:preview", args=[obj.subscriber_id, obj.issue.date.isoformat()])
         return format_html('<a href="{}" target="_blank">preview</a>', url)
+
+    @admin.display(description="Archive")
+    def archive_link(self, obj: Delivery):
+        if not obj.archive_key:
+            return "—"
+        return format_html('<a href="{}" target="_blank">archived copy</a>', view_url(str(obj.token)))
+
+    @admin.action(description="Resend selected deliveries now")
+    def resend(self, request, queryset):
+        chosen = list(queryset.select_related("issue", "subscriber")[:RESEND_LIMIT])
+        if len(chosen) < queryset.count():
+            self.message_user(request, f"Resending the first {RESEND_LIMIT} only.", messages.WARNING)
+        for day, stage in deliveries_resend(deliveries=chosen).items():
+            level = messages.SUCCESS if not stage.failed and not stage.stopped else messages.WARNING
+            detail = f"; stopped: {stage.stopped}" if stage.stopped else ""
+            self.message_user(
+                request, f"{day}: {stage.sent} sent, {stage.failed} failed, {stage.skipped} skipped{detail}", level
+            )
+
+    @admin.action(description="Send me a test copy of the selected emails")
+    def send_test_copy_to_me(self, request, queryset):
+        if not request.user.email:
+            self.message_user(request, "Your staff account has no email address to send the copy to.", messages.ERROR)
+            return
+        sent = 0
+        for delivery in queryset.select_related("issue", "subscriber")[:TEST_COPY_LIMIT]:
+            if delivery.subscriber is None:
+                continue
+            preview_send(subscriber=delivery.subscriber, day=delivery.issue.date, to=request.user.email)
+            sent += 1
+        self.message_user(request, f"Sent {sent} test copies to {request.user.email}.", messages.SUCCESS)
+
+    @admin.action(description="Preview the selected email")
+    def preview(self, request, queryset):
+        delivery = queryset.select_related("issue").exclude(subscriber=None).first()
+        if delivery is None:
+            self.message_user(request, "The selected deliveries have no subscriber left to preview.", messages.ERROR)
+            return None
+        return redirect("newsletters:preview", delivery.subscriber_id, delivery.issue.date.isoformat())
 
 
 class FellBackFilter(admin.SimpleListFilter):
