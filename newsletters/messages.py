@@ -6,6 +6,8 @@ multipart/alternative with the plain-text twin: what mail clients expect of a ne
 
 from __future__ import annotations
 
+import functools
+import uuid
 from email.mime.image import MIMEImage
 from email.utils import parseaddr
 
@@ -25,22 +27,39 @@ class NewsletterMessage(EmailMultiAlternatives):
     def __init__(self, *args, inline_images: dict[str, bytes] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.inline_images = inline_images or {}
+        self._mime = None
+
+    def message(self):
+        # Built once: the archive and the email backend serialise the very same message object.
+        if self._mime is None:
+            self._mime = super().message()
+        return self._mime
 
     def _create_alternatives(self, msg):
         msg = super()._create_alternatives(msg)
-        if not self.inline_images or not msg.is_multipart():
+        if not msg.is_multipart():
+            return msg
+        # A random boundary set up front spares the generator its search of the whole body for a safe one.
+        msg.set_boundary(f"=_walter_{uuid.uuid4().hex}")
+        if not self.inline_images:
             return msg
         parts = msg.get_payload()
-        html = parts[-1]
         related = SafeMIMEMultipart(_subtype="related", encoding=self.encoding or settings.DEFAULT_CHARSET)
-        related.attach(html)
+        related.set_boundary(f"=_walter_{uuid.uuid4().hex}")
+        related.attach(parts[-1])
         for cid, data in self.inline_images.items():
-            image = MIMEImage(data, _subtype="png")
-            image["Content-ID"] = f"<{cid}>"
-            image.add_header("Content-Disposition", "inline", filename=f"{cid.split('@')[0]}.png")
-            related.attach(image)
+            related.attach(_inline_png(cid, data))
         parts[-1] = related
         return msg
+
+
+@functools.lru_cache(maxsize=4096)
+def _inline_png(cid: str, data: bytes) -> MIMEImage:
+    """One MIME part per chart, shared by every message that shows it (parts are only read once built)."""
+    image = MIMEImage(data, _subtype="png")
+    image["Content-ID"] = f"<{cid}>"
+    image.add_header("Content-Disposition", "inline", filename=f"{cid.split('@')[0]}.png")
+    return image
 
 
 def message_domain() -> str:
