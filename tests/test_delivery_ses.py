@@ -121,3 +121,52 @@ def test_sending_over_the_wire_to_moto_server(ses_settings, trading_day, moto_se
     assert len(set(ids)) == len(READERS) and not any(i.startswith("<") for i in ids), "SES's ids, not ours"
     quota = boto3.client("ses", region_name="us-east-1", endpoint_url=moto_server).get_send_quota()
     assert quota["SentLast24Hours"] >= len(READERS)  # moto counts the envelope and the To header alike
+
+
+def test_ses_client_uses_botocore_standard_retries(ses_settings):
+    backend = get_connection()
+    backend.open()
+    try:
+        assert backend.client.meta.config.retries["mode"] == "standard"
+    finally:
+        backend.close()
+
+
+def test_archive_on_s3_is_private_encrypted_and_served_by_view_in_browser(settings, aws_env, trading_day, client):
+    from django.core.files.storage import storages
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "archive": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "walter-archive-test",
+                "default_acl": None,
+                "querystring_auth": True,
+                "file_overwrite": True,
+                "object_parameters": {"ServerSideEncryption": "AES256"},
+            },
+        },
+    }
+    storages._storages = {}
+    subscriber_create(email="ann@example.com", symbols=["AAPL"], status=Subscriber.Status.ACTIVE)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="walter-archive-test")
+        call_command("run_daily", "--date", trading_day.isoformat())
+        delivery = Delivery.objects.get()
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="walter-archive-test")["Contents"])
+        assert keys == sorted([delivery.archive_key, delivery.archive_key.replace(".html", ".eml")])
+        assert "ann" not in delivery.archive_key
+        head = s3.head_object(Bucket="walter-archive-test", Key=delivery.archive_key)
+        assert head["ServerSideEncryption"] == "AES256"
+        grants = s3.get_object_acl(Bucket="walter-archive-test", Key=delivery.archive_key)["Grants"]
+        assert all("AllUsers" not in str(g.get("Grantee")) for g in grants)
+
+        from newsletters.links import view_url
+
+        page = client.get(urlsplit(view_url(str(delivery.token))).path)
+        assert page.status_code == 200 and "AAPL" in page.content.decode()
+        image = client.get(re.search(r'src="(/email/[^"]+/images/[^"]+)"', page.content.decode()).group(1))
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    storages._storages = {}

@@ -246,3 +246,13 @@ def test_scheduler_next_run(now, expected):
     when = next_run(dt.datetime.fromisoformat(now), at=dt.time(8, 0), zone=NEW_YORK)
     assert when == dt.datetime.fromisoformat(expected)
     assert when.utcoffset() == dt.datetime.fromisoformat(expected).utcoffset()
+
+
+def test_every_dotted_path_the_stack_configures_imports():
+    from django.utils.module_loading import import_string
+
+    text = TEMPLATE.read_text() + (ROOT / ".env.example").read_text() + (ROOT / "README.md").read_text()
+    paths = set(re.findall(r"\b((?:anymail|storages|markets|newsletters)\.[a-z_.]+\.[A-Z]\w+)", text))
+    assert "anymail.backends.amazon_ses.EmailBackend" in paths
+    for path in sorted(paths):
+        import_string(path)  # a typo here would only show on the first production run
