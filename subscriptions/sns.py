@@ -37,8 +37,12 @@ class SnsError(Exception):
 
 
 def is_sns_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "https" and bool(_SNS_HOST.match(parts.hostname or "")) and parts.port in (None, 443)
+    try:
+        parts = urlsplit(url)
+        # .port raises on a port that is not a number or out of range; urlsplit on an unclosed "[" host.
+        return parts.scheme == "https" and bool(_SNS_HOST.match(parts.hostname or "")) and parts.port in (None, 443)
+    except ValueError:
+        return False
 
 
 def fetch_certificate(url: str) -> bytes:
