@@ -85,7 +85,8 @@ def verify(
     fetch: Callable[[str], bytes] | None = None,
 ) -> None:
     """Raise SnsError unless ``message`` (the parsed POST body) is a genuine, recent SNS message for ``topics``."""
-    if not isinstance(message, dict) or not all(isinstance(v, str) for v in message.values()):
+    # SNS never sends NUL, and PostgreSQL could not store the MessageId if it held one.
+    if not isinstance(message, dict) or not all(isinstance(v, str) and "\x00" not in v for v in message.values()):
         raise SnsError("not an SNS message")
     if message.get("TopicArn") not in topics:
         raise SnsError("the topic is not one Walter accepts")

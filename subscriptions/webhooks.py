@@ -119,5 +119,6 @@ def ses_event_apply(event: dict[str, Any]) -> None:
 
 
 def _subscribers(addresses: list[str]) -> list[Subscriber]:
-    addresses = [a for a in addresses if a]
+    # No stored address holds NUL, and PostgreSQL refuses one even in a query.
+    addresses = [a for a in addresses if a and "\x00" not in a]
     return list(Subscriber.objects.filter(email__in=addresses)) if addresses else []

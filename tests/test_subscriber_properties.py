@@ -249,10 +249,18 @@ EVENTS = st.one_of(
 @example(event={"eventType": "Bounce", "bounce": {"bouncedRecipients": 3}})
 @example(event={"eventType": "Delivery", "delivery": {"recipients": "reader@example.com"}})
 @example(event={"eventType": "Complaint", "complaint": {"complainedRecipients": [{"emailAddress": None}]}})
+@example(event={"eventType": "Delivery", "delivery": {"recipients": ["\x00"]}})
+@example(event={"eventType": "Bounce", "bounce": {"bouncedRecipients": [{"emailAddress": "reader@example.com\x00"}]}})
 def test_a_signed_but_odd_ses_event_never_fails_and_touches_no_one_it_does_not_name(client, reader, sns_topic, event):
     response = post_sns(client, json.dumps(notification(event)))
     assert response.status_code == 200, response.content
     assert unchanged(reader)
+
+
+def test_a_signed_message_holding_nul_is_refused(client, reader, sns_topic):
+    response = post_sns(client, json.dumps(signed({"Type": "Notification", "Message": "{}", "Subject": "a\x00b"})))
+    assert response.status_code == 403
+    assert not SnsMessage.objects.exists()
 
 
 @PROPERTY
@@ -260,5 +268,5 @@ def test_a_signed_but_odd_ses_event_never_fails_and_touches_no_one_it_does_not_n
 @example(text="[" * 100_000 + "]" * 100_000)
 def test_a_signed_notification_whose_message_is_not_an_event_is_accepted_and_ignored(client, reader, sns_topic, text):
     response = post_sns(client, json.dumps(signed({"Type": "Notification", "Message": text})))
-    assert response.status_code == 200, response.content
+    assert response.status_code == (403 if "\x00" in text else 200), response.content
     assert unchanged(reader)
