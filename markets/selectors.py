@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from django.core.cache import cache
 
+from walter_site.ratelimit import safe_cache_key
+
 from . import calendar, indicators
 from .models import DailyBar, Ticker
 from .providers import get_provider
@@ -168,7 +170,7 @@ def ticker_search(query: str, limit: int = 8) -> list[TickerInfo]:
     query = " ".join(query.split())[:40]
     if not query:
         return []
-    key = f"walter:ticker:search:{limit}:{query.upper()}"
+    key = f"walter:ticker:search:{limit}:{safe_cache_key(query.upper())}"
     cached = cache.get(key)
     if cached is not None:
         return [TickerInfo(*row) for row in cached]

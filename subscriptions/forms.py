@@ -10,6 +10,7 @@ from markets.providers.base import ProviderError
 from markets.selectors import ticker_lookup
 
 MAX_TICKERS = 20
+EMAIL_MAX_LENGTH = 254
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 
@@ -56,7 +57,7 @@ class TickersField(forms.CharField):
 
 
 class SubscribeForm(forms.Form):
-    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    email = forms.EmailField(max_length=EMAIL_MAX_LENGTH, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
     tickers = TickersField(
         help_text="Up to 20, for example AAPL, MSFT.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "AAPL, MSFT", "data-ticker-input": ""}),
@@ -65,7 +66,11 @@ class SubscribeForm(forms.Form):
     website = forms.CharField(required=False, widget=forms.TextInput(attrs={"tabindex": "-1", "autocomplete": "off"}))
 
     def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip().lower()
+        email = self.cleaned_data["email"].strip().lower()
+        # Lower-casing can lengthen an address ("İ" becomes two characters), past what the column holds.
+        if len(email) > EMAIL_MAX_LENGTH:
+            raise forms.ValidationError(f"An address has at most {EMAIL_MAX_LENGTH} characters.", code="max_length")
+        return email
 
 
 class TickersForm(forms.Form):

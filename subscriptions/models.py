@@ -1,5 +1,6 @@
 """Subscribers and the tickers they follow."""
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -37,6 +38,11 @@ class Subscriber(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.email = self.email.strip().lower()
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        # save() lower-cases the address, which can lengthen it ("İ" becomes two characters): check that length.
+        if self.email and len(self.email.strip().lower()) > self._meta.get_field("email").max_length:
+            raise ValidationError({"email": "This address is too long once lower-cased."})
 
     @property
     def is_suppressed(self) -> bool:

@@ -73,6 +73,18 @@ def subscriber_subscribe(*, email: str, symbols: list[str]) -> None:
         transaction.on_commit(lambda: emails.confirmation_email_send(subscriber=subscriber))
 
 
+def subscriber_resend_confirmation(*, subscriber: Subscriber) -> bool:
+    """Send a fresh confirmation link to a pending or unsubscribed address; False (nothing sent) for any other.
+
+    A confirmed address has nothing to confirm and a suppressed one must never be mailed, so staff cannot send
+    either one by mistake.
+    """
+    if subscriber.status not in (Subscriber.Status.PENDING, Subscriber.Status.UNSUBSCRIBED):
+        return False
+    transaction.on_commit(lambda: emails.confirmation_email_send(subscriber=subscriber))
+    return True
+
+
 @transaction.atomic
 def subscriber_confirm(*, subscriber: Subscriber) -> Subscriber:
     """The address owner clicked the link: from now on they receive the daily email."""

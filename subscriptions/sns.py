@@ -37,8 +37,12 @@ class SnsError(Exception):
 
 
 def is_sns_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "https" and bool(_SNS_HOST.match(parts.hostname or "")) and parts.port in (None, 443)
+    try:
+        parts = urlsplit(url)
+        # .port raises on a port that is not a number or out of range; urlsplit on an unclosed "[" host.
+        return parts.scheme == "https" and bool(_SNS_HOST.match(parts.hostname or "")) and parts.port in (None, 443)
+    except ValueError:
+        return False
 
 
 def fetch_certificate(url: str) -> bytes:
@@ -81,7 +85,8 @@ def verify(
     fetch: Callable[[str], bytes] | None = None,
 ) -> None:
     """Raise SnsError unless ``message`` (the parsed POST body) is a genuine, recent SNS message for ``topics``."""
-    if not isinstance(message, dict) or not all(isinstance(v, str) for v in message.values()):
+    # SNS never sends NUL, and PostgreSQL could not store the MessageId if it held one.
+    if not isinstance(message, dict) or not all(isinstance(v, str) and "\x00" not in v for v in message.values()):
         raise SnsError("not an SNS message")
     if message.get("TopicArn") not in topics:
         raise SnsError("the topic is not one Walter accepts")

@@ -39,7 +39,7 @@ def ses_events(request: HttpRequest) -> HttpResponse:
         return HttpResponse("too large", status=413, content_type="text/plain")
     try:
         message = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         return HttpResponse("not JSON", status=400, content_type="text/plain")
     try:
         sns.verify(message, topics=settings.SES_EVENTS_TOPIC_ARNS, max_age_seconds=settings.SNS_MAX_AGE_SECONDS)
@@ -70,23 +70,38 @@ def _handle(message: dict[str, str]) -> None:
         return
     try:
         event = json.loads(message["Message"])
-    except ValueError:
+    except (ValueError, RecursionError):
         logger.warning("SNS notification %s carries no JSON event", message["MessageId"])
         return
     if isinstance(event, dict):
         ses_event_apply(event)
 
 
+def _section(event: dict[str, Any], name: str) -> dict[str, Any]:
+    """``event[name]`` when it is an object, else empty: a malformed event is ignored, not a server error that SNS
+    would retry."""
+    value = event.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _recipients(event: dict[str, Any], section: str, key: str) -> list[str]:
-    rows = (event.get(section) or {}).get(key) or []
-    return [str(r.get("emailAddress", "")).strip().lower() for r in rows if isinstance(r, dict)]
+    rows = _list(_section(event, section).get(key))
+    return [
+        r["emailAddress"].strip().lower()
+        for r in rows
+        if isinstance(r, dict) and isinstance(r.get("emailAddress"), str)
+    ]
 
 
 def ses_event_apply(event: dict[str, Any]) -> None:
     """Apply one SES event (event publishing's ``eventType`` or a notification's ``notificationType``)."""
     kind = event.get("eventType") or event.get("notificationType")
     if kind == "Bounce":
-        bounce_type = (event.get("bounce") or {}).get("bounceType")
+        bounce_type = _section(event, "bounce").get("bounceType")
         for subscriber in _subscribers(_recipients(event, "bounce", "bouncedRecipients")):
             if bounce_type == "Permanent":
                 subscriber_suppress(subscriber=subscriber, status=Subscriber.Status.BOUNCED)
@@ -96,11 +111,14 @@ def ses_event_apply(event: dict[str, Any]) -> None:
         for subscriber in _subscribers(_recipients(event, "complaint", "complainedRecipients")):
             subscriber_suppress(subscriber=subscriber, status=Subscriber.Status.COMPLAINED)
     elif kind == "Delivery":
-        recipients = [str(r).lower() for r in (event.get("delivery") or {}).get("recipients") or []]
+        recipients = [
+            r.strip().lower() for r in _list(_section(event, "delivery").get("recipients")) if isinstance(r, str)
+        ]
         for subscriber in _subscribers(recipients):
             subscriber_delivered(subscriber=subscriber)
 
 
 def _subscribers(addresses: list[str]) -> list[Subscriber]:
-    addresses = [a for a in addresses if a]
+    # No stored address holds NUL, and PostgreSQL refuses one even in a query.
+    addresses = [a for a in addresses if a and "\x00" not in a]
     return list(Subscriber.objects.filter(email__in=addresses)) if addresses else []

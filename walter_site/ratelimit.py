@@ -7,6 +7,7 @@ every caller's next slot past it. The clock and sleep are injectable so tests ne
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -67,6 +68,14 @@ class Pacer:
             self.cache.set(f"walter:pace:{self.name}:until", until, timeout=math.ceil(seconds) + 5)
 
 
+def safe_cache_key(text: str) -> str:
+    """``text`` itself when every cache backend accepts it as part of a key, else its digest: keys built from what
+    visitors type (an address, a search) may hold spaces, control characters or be long, which memcached refuses."""
+    if len(text) <= 120 and text.isascii() and text.isprintable() and " " not in text:
+        return text
+    return "sha256-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def allow(key: str, limit: int, window_seconds: int, *, cache: BaseCache | None = None) -> bool:
     """Count one hit of ``key`` in the current window; False once more than ``limit`` hits were counted.
 
@@ -74,7 +83,7 @@ def allow(key: str, limit: int, window_seconds: int, *, cache: BaseCache | None 
     undercount). Fixed windows: simple, and at worst twice the limit across a window boundary.
     """
     cache = cache or caches["default"]
-    bucket = f"walter:limit:{key}:{int(time.time() // window_seconds)}"
+    bucket = f"walter:limit:{safe_cache_key(key)}:{int(time.time() // window_seconds)}"
     if cache.add(bucket, 1, timeout=window_seconds + 5):
         return limit >= 1
     try:
