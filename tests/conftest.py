@@ -43,6 +43,16 @@ def isolated_var(settings, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def fresh_cache():
+    """Rate limits and cached lookups from an earlier test must not leak into this one."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
 def outbox(isolated_var: Path) -> Path:
     return isolated_var / "outbox"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from django.core import signing
-from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 
@@ -18,14 +17,7 @@ from newsletters.models import Delivery
 from subscriptions import tokens
 from subscriptions.models import Subscriber
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
 
 def outbox_messages(outbox: Path) -> list[email.message.EmailMessage]:

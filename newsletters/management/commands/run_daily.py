@@ -76,14 +76,15 @@ class Command(BaseCommand):
             raise CommandError(f"run for {day.isoformat()} failed: {run.errors.get('run', 'see the DailyRun record')}")
 
     def _run(self, day: dt.date, stages: list[str], options: dict) -> DailyRun:
+        run_options = {
+            "day": day,
+            "stages": stages,
+            "dry_run": options["dry_run"],
+            "limit": options["limit"],
+            "resend_ambiguous": options["resend_ambiguous"],
+        }
         if not sys.stdout.isatty() or options.get("verbosity", 1) < 1:
-            return daily_run(
-                day=day,
-                stages=stages,
-                dry_run=options["dry_run"],
-                limit=options["limit"],
-                resend_ambiguous=options["resend_ambiguous"],
-            )
+            return daily_run(**run_options)
         from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
 
@@ -103,11 +104,4 @@ class Command(BaseCommand):
                 if "id" in task:
                     bar.advance(task["id"], n)
 
-            return daily_run(
-                day=day,
-                stages=stages,
-                dry_run=options["dry_run"],
-                limit=options["limit"],
-                resend_ambiguous=options["resend_ambiguous"],
-                progress=Progress(start=start, advance=advance),
-            )
+            return daily_run(**run_options, progress=Progress(start=start, advance=advance))
