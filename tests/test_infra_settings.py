@@ -168,3 +168,12 @@ def test_a_local_checkout_serves_static_files_without_collectstatic(client, sett
     assert local.STORAGES["staticfiles"]["BACKEND"] == "django.contrib.staticfiles.storage.StaticFilesStorage"
     settings.STORAGES = {**settings.STORAGES, "staticfiles": local.STORAGES["staticfiles"]}
     assert client.get("/admin/login/").status_code == 200
+
+
+@pytest.mark.parametrize(("rate", "connections"), [("14", 4), ("200", 40), ("1000", 64)])
+def test_sending_connections_follow_the_send_rate(tmp_path, rate, connections):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WALTER_VAR_DIR": str(tmp_path / "var")}
+    code = "from django.conf import settings; print(settings.SES_SEND_CONCURRENCY)"
+    result = manage({**env, "SES_MAX_SEND_RATE": rate}, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) == connections

@@ -5,6 +5,7 @@ no `.env` at all: SQLite under `var/`, demo market data, the rule-based analyst,
 the archive in `var/archive/` and the shared tables in the local database.
 """
 
+import math
 from pathlib import Path
 
 import environ
@@ -175,7 +176,8 @@ ANYMAIL = {
 # The account's sending rate (messages per second, shared by every process through the cache; 0: unpaced),
 # the connections sending in parallel, and how often a throttled message is tried again.
 SES_MAX_SEND_RATE = env.float("SES_MAX_SEND_RATE", default=14.0)
-SES_SEND_CONCURRENCY = env.int("SES_SEND_CONCURRENCY", default=4)
+# An SES call takes about 50-200 ms: one connection per 5 messages a second keeps a full queue at the full rate.
+SES_SEND_CONCURRENCY = env.int("SES_SEND_CONCURRENCY", default=min(64, max(4, math.ceil(SES_MAX_SEND_RATE / 5))))
 SES_THROTTLE_RETRIES = env.int("SES_THROTTLE_RETRIES", default=5)
 
 # Pluggable outside systems, chosen by dotted path the way EMAIL_BACKEND is.
