@@ -159,3 +159,14 @@ def test_view_in_browser_serves_the_archived_copy_with_its_charts(client, outbox
 def test_view_in_browser_refuses_a_bad_link(client, token):
     assert client.get(f"/email/{token}/").status_code == 404
     assert client.get(f"/email/{token}/images/chart-aapl@walter").status_code == 404
+
+
+def test_the_demo_report_points_at_a_working_view_in_browser_link(client, outbox, trading_day, capsys):
+    call_command("seed_demo", "--quiet")
+    call_command("run_daily", "--date", trading_day.isoformat())
+    capsys.readouterr()
+    call_command("demo_report")
+    out = capsys.readouterr().out
+    link = re.search(r"http://localhost:8000(/email/[^\s]+)", out).group(1)
+    page = client.get(link)
+    assert page.status_code == 200 and "DEMO DATA" in page.content.decode()

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.urls import reverse
 
+from newsletters.links import view_url
 from newsletters.models import DailyRun, Delivery
 
 
@@ -28,9 +29,13 @@ class Command(BaseCommand):
         out(f"Emails written this run: {len(emails)} ({len(every)} in all) in {outbox}/")
         if run:
             day = run.date
-            out(f"Archived copies (open the .html in a browser): {archive / 'emails' / f'{day:%Y/%m/%d}'}/")
+            out(
+                f"Archived copies (.eml with its charts, .html its HTML part): {archive / 'emails' / f'{day:%Y/%m/%d}'}/"
+            )
             delivery = Delivery.objects.filter(issue__date=day, status="sent").exclude(subscriber=None).first()
             if delivery:
+                out("View in browser, as a subscriber does: python manage.py runserver, then open")
+                out(f"  {view_url(str(delivery.token))}")
                 url = reverse("newsletters:preview", args=[delivery.subscriber_id, day.isoformat()])
                 out("Preview pages (staff): python manage.py createsuperuser, then python manage.py runserver and open")
                 out(f"  http://localhost:8000{url}")
