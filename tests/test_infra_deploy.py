@@ -131,6 +131,9 @@ def test_bounces_and_complaints_reach_the_webhook(resources):
     subscription = resources["MailEventsWebhookSubscription"]["Properties"]
     assert subscription["Protocol"] == "https"
     assert subscription["Endpoint"] == {"Fn::Sub": "https://${DomainName}/webhooks/ses/"}
+    # The webhook accepts only the topics it is told about: without this, it would refuse every event.
+    environment = {e["Name"]: e["Value"] for e in container(resources, "WebTaskDefinition")["Environment"]}
+    assert environment["SES_EVENTS_TOPIC_ARNS"] == {"Ref": "MailEventsTopic"}
 
 
 def test_alarm_watches_the_metric_the_run_emits(resources):
