@@ -15,6 +15,7 @@ last session only (what a daily note shows), where Wilder's average has a closed
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -334,9 +335,7 @@ class LatestIndicators:
     sma50_series: np.ndarray  # tickers x sessions: the last ``series_sessions`` columns (fewer when there are fewer)
 
 
-_weights_cache: dict[tuple[int, int], np.ndarray] = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _wilder_weights(changes: int, period: int) -> np.ndarray:
     """``weights[j] = a ** (changes - 1 - j)`` with ``a = (period - 1) / period``: change j's share of the last average.
 
@@ -344,14 +343,10 @@ def _wilder_weights(changes: int, period: int) -> np.ndarray:
     subnormal arithmetic is slow, and a weight of exactly zero would stop a NaN from reaching the sum (which is how
     rows with a gap are found without a pass of their own).
     """
-    key = (changes, period)
-    weights = _weights_cache.get(key)
-    if weights is None:
-        decay = (period - 1) / period
-        weights = decay ** np.arange(changes - 1, -1, -1, dtype=float)
-        np.maximum(weights, np.finfo(float).tiny, out=weights)
-        weights.flags.writeable = False
-        _weights_cache[key] = weights
+    decay = (period - 1) / period
+    weights = decay ** np.arange(changes - 1, -1, -1, dtype=float)
+    np.maximum(weights, np.finfo(float).tiny, out=weights)
+    weights.flags.writeable = False  # shared by every call with this many sessions
     return weights
 
 
