@@ -8,10 +8,14 @@ Nothing loops over tickers or days in Python. Wilder's smoothing is recursive, s
 per block of 32 sessions for a whole chunk of tickers; the per-ticker seeding (a simple mean of the first 14
 changes, as TA-Lib seeds it) is folded into the input beforehand so the recursion is the same for every row.
 Large matrices are cut into chunks of rows that fit the processor's cache and run on all cores.
+
+``compute`` gives whole series (what the shared tables publish for a new ticker); ``compute_latest`` gives the
+last session only (what a daily note shows), where Wilder's average has a closed form: one weighted sum per row.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -312,6 +316,166 @@ def compute(closes: np.ndarray, highs: np.ndarray | None = None, lows: np.ndarra
 
     _run_chunks(run, closes.shape[0])
     return IndicatorSet(**outputs)
+
+
+@dataclass(frozen=True)
+class LatestIndicators:
+    """Every indicator at the last session, one value per ticker, and the SMA50 of the last sessions.
+
+    Each field equals ``compute(...)``'s at the last column (``sma50_series`` at the last columns), NaN where that
+    is NaN.
+    """
+
+    rsi14: np.ndarray
+    sma50: np.ndarray
+    drawdown180: np.ndarray
+    change_pct: np.ndarray
+    high52: np.ndarray
+    low52: np.ndarray
+    sma50_series: np.ndarray  # tickers x sessions: the last ``series_sessions`` columns (fewer when there are fewer)
+
+
+@functools.lru_cache(maxsize=16)
+def _wilder_weights(changes: int, period: int) -> np.ndarray:
+    """``weights[j] = a ** (changes - 1 - j)`` with ``a = (period - 1) / period``: change j's share of the last average.
+
+    Weights under the smallest normal number are raised to it: their terms are far below any rounding of the sum,
+    subnormal arithmetic is slow, and a weight of exactly zero would stop a NaN from reaching the sum (which is how
+    rows with a gap are found without a pass of their own).
+    """
+    decay = (period - 1) / period
+    weights = decay ** np.arange(changes - 1, -1, -1, dtype=float)
+    np.maximum(weights, np.finfo(float).tiny, out=weights)
+    weights.flags.writeable = False  # shared by every call with this many sessions
+    return weights
+
+
+def _rsi_latest_rows(closes: np.ndarray, out: np.ndarray, period: int) -> None:
+    """Wilder's RSI at the last column only, as one weighted sum per row instead of the recursion.
+
+    After the seed (the mean of a row's first ``period`` changes, from its first close s) Wilder's average is
+    ``avg_T = a^(T-s-P) seed + (1 - a) sum_{t > s+P} a^(T-t) x_t`` with ``a = (P-1)/P``, and ``1 - a = 1/P`` is the
+    seed's own factor; so every change has the weight ``a^(T-t)/P`` except the seed's, which share ``a^(T-s-P)/P``.
+    One matrix-vector product with the common weights does all rows, and a correction over the ``period`` seed
+    changes of each row gives it its own start. RSI = 50 (1 + S(x) / S(|x|)) as in ``_rsi_rows``, where the 1/P
+    cancels.
+    """
+    rows, cols = closes.shape
+    changes = cols - 1
+    out[:] = np.nan
+    if changes < period:
+        return
+    weights = _wilder_weights(changes, period)
+    moves = _buffer("latest-moves", (rows, changes))
+    np.subtract(closes[:, 1:], closes[:, :-1], out=moves)
+    signed = moves @ weights
+    first = np.zeros(rows, dtype=np.intp)
+    broken = np.zeros(rows, dtype=bool)
+    # A NaN anywhere in a row reaches its sum (no weight is zero), so only those rows need their layout worked out.
+    incomplete = np.flatnonzero(np.isnan(signed))
+    if incomplete.size:
+        part = closes[incomplete]
+        first[incomplete] = first_valid(part)
+        leading = np.minimum(first[incomplete], cols)
+        # A gap after the first close breaks Wilder's recursion: compute reports no RSI after it.
+        broken[incomplete] = np.isnan(part).sum(axis=1) != leading
+        cleaned = np.nan_to_num(moves[incomplete], nan=0.0)  # no move before a ticker's history
+        moves[incomplete] = cleaned
+        signed[incomplete] = cleaned @ weights
+    defined = np.flatnonzero((first + period <= changes) & ~broken)
+    # The seed's changes, each row from its own first close, and how much their weight differs from the common one.
+    seed_columns = first[defined, None] + np.arange(period)
+    seed_weight = weights[first[defined] + period - 1]
+    correction = seed_weight[:, None] - weights[seed_columns]
+    seed_moves = moves[defined[:, None], seed_columns]
+    signed[defined] += (seed_moves * correction).sum(axis=1)
+    np.abs(moves, out=moves)
+    sizes = moves @ weights
+    sizes[defined] += (np.abs(seed_moves) * correction).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = signed[defined] / sizes[defined]
+    # No move at all is 0 / 0, which TA-Lib and compute report as RSI 0.
+    np.fmax(ratio, -1.0, out=ratio)
+    out[defined] = 50.0 * (1.0 + ratio)
+
+
+def _sma_last(values: np.ndarray, window: int, sessions: int) -> np.ndarray:
+    """The moving average over the last ``sessions`` columns; NaN where its window holds a NaN or leaves the matrix."""
+    rows, cols = values.shape
+    out = np.full((rows, sessions), np.nan)
+    if cols < window:
+        return out
+    span = values[:, max(0, cols - sessions - window + 1) :]
+    windows = span.shape[1] - window + 1
+    # Running sums over these few columns only: their rounding is that of a short sum, not of the whole history.
+    sums = np.empty((rows, span.shape[1] + 1))
+    sums[:, 0] = 0.0
+    np.cumsum(span, axis=1, out=sums[:, 1:])
+    target = out[:, sessions - windows :]
+    np.subtract(sums[:, window:], sums[:, :windows], out=target)
+    target /= window
+    # A NaN spoils every later running sum, so the rows holding one (a short history, a gap) are done again with
+    # their NaNs counted; the others, nearly all, needed no pass to find them.
+    incomplete = np.flatnonzero(np.isnan(sums[:, -1]))
+    if incomplete.size:
+        part = span[incomplete]
+        missing = np.isnan(part)
+        counts = np.zeros((incomplete.size, span.shape[1] + 1), dtype=np.intp)
+        np.cumsum(missing, axis=1, out=counts[:, 1:])
+        part_sums = np.zeros(counts.shape)
+        np.cumsum(np.where(missing, 0.0, part), axis=1, out=part_sums[:, 1:])
+        redone = (part_sums[:, window:] - part_sums[:, :windows]) / window
+        redone[counts[:, window:] != counts[:, :windows]] = np.nan
+        target[incomplete] = redone
+    return out
+
+
+def compute_latest(
+    closes: np.ndarray,
+    highs: np.ndarray | None = None,
+    lows: np.ndarray | None = None,
+    *,
+    series_sessions: int = 0,
+) -> LatestIndicators:
+    """Every indicator at the last session, and SMA50 over the last ``series_sessions`` sessions, for all tickers.
+
+    Equal to ``compute(...)`` at those columns, for the cost of one pass over the closes (RSI's weighted sums) and
+    the last 252 columns (the rest): what a daily note needs, without the full series.
+    """
+    closes = _as_matrix(closes)
+    highs = closes if highs is None else _as_matrix(highs)
+    lows = closes if lows is None else _as_matrix(lows)
+    rows, cols = closes.shape
+    sessions = min(max(series_sessions, 0), cols)
+    names = ("rsi14", "drawdown180", "change_pct", "high52", "low52")
+    outputs = {name: np.full(rows, np.nan) for name in names}
+    averages = np.empty((rows, max(sessions, 1)))
+
+    def run(start: int) -> None:
+        chunk = slice(start, start + CHUNK_ROWS)
+        c = closes[chunk]
+        _rsi_latest_rows(c, outputs["rsi14"][chunk], RSI_PERIOD)
+        averages[chunk] = _sma_last(c, SMA_PERIOD, averages.shape[1])
+        # The same operations, in the same order, as compute's at its last column, so the numbers are the same.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if cols > 1:
+                change = outputs["change_pct"][chunk]
+                np.divide(c[:, -1], c[:, -2], out=change)
+                change -= 1.0
+                change *= 100.0
+            if cols >= DRAWDOWN_WINDOW:
+                drawdown = outputs["drawdown180"][chunk]
+                np.divide(c[:, -1], c[:, -DRAWDOWN_WINDOW:].max(axis=1), out=drawdown)
+                drawdown -= 1.0
+                drawdown *= 100.0
+        if cols >= YEAR_WINDOW:
+            np.max(highs[chunk, -YEAR_WINDOW:], axis=1, out=outputs["high52"][chunk])
+            np.min(lows[chunk, -YEAR_WINDOW:], axis=1, out=outputs["low52"][chunk])
+
+    _run_chunks(run, rows)
+    return LatestIndicators(
+        **outputs, sma50=averages[:, -1].copy(), sma50_series=averages[:, averages.shape[1] - sessions :]
+    )
 
 
 def rank_by_drawdown(latest_drawdowns: np.ndarray) -> np.ndarray:

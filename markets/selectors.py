@@ -88,9 +88,10 @@ def ticker_snapshots(symbols: Iterable[str], day: dt.date, *, demo: bool = False
     """Every ticker's numbers for session ``day``, indicators computed for all of them at once."""
     history = load_history(symbols, day)
     names = dict(Ticker.objects.filter(symbol__in=history.symbols).values_list("symbol", "name"))
-    result = indicators.compute(history.closes, history.highs, history.lows)
+    # The note shows the latest session and the chart's SMA50, never a whole series: no need to compute one.
+    result = indicators.compute_latest(history.closes, history.highs, history.lows, series_sessions=CHART_SESSIONS)
     last = -1
-    ranks = indicators.rank_by_drawdown(result.drawdown180[:, last])
+    ranks = indicators.rank_by_drawdown(result.drawdown180)
     ranked = int(np.count_nonzero(~np.isnan(ranks)))
     snapshots = {}
     for i, symbol in enumerate(history.symbols):
@@ -104,12 +105,12 @@ def ticker_snapshots(symbols: Iterable[str], day: dt.date, *, demo: bool = False
             as_of=as_of,
             close=clean(history.closes[i, last]),
             previous_close=clean(history.closes[i, last - 1]),
-            change_pct=clean(result.change_pct[i, last]),
-            rsi14=clean(result.rsi14[i, last]),
-            sma50=clean(result.sma50[i, last]),
-            drawdown180=clean(result.drawdown180[i, last]),
-            high52=clean(result.high52[i, last]),
-            low52=clean(result.low52[i, last]),
+            change_pct=clean(result.change_pct[i]),
+            rsi14=clean(result.rsi14[i]),
+            sma50=clean(result.sma50[i]),
+            drawdown180=clean(result.drawdown180[i]),
+            high52=clean(result.high52[i]),
+            low52=clean(result.low52[i]),
             drawdown_rank=None if np.isnan(ranks[i]) else int(ranks[i]),
             followed_count=ranked,
             source=history.sources[i],
@@ -117,7 +118,7 @@ def ticker_snapshots(symbols: Iterable[str], day: dt.date, *, demo: bool = False
             flagged=history.flags[i] if as_of == day else "",
             chart_dates=tuple(history.dates[i, chart][chart_mask]),
             chart_closes=tuple(float(x) for x in history.closes[i, chart][chart_mask]),
-            chart_sma50=tuple(clean(x, 4) for x in result.sma50[i, chart][chart_mask]),
+            chart_sma50=tuple(clean(x, 4) for x in result.sma50_series[i][chart_mask]),
         )
     return snapshots
 

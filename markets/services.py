@@ -320,24 +320,37 @@ def shared_data_publish(
         return 0
     since = since or {}
     history = load_history(symbols, day)
-    result = indicators.compute(history.closes, history.highs, history.lows)
     as_of = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    items = []
     last = history.closes.shape[1] - 1
+    columns_of: dict[int, Iterable[int]] = {}
     for i, symbol in enumerate(history.symbols):
         if symbol in full_series:
-            columns: Iterable[int] = range(history.closes.shape[1])
+            columns_of[i] = range(history.closes.shape[1])
         elif symbol in since:
             # The sessions just filled in sit at the end: walk back from the latest.
             j = last
             while j >= 0 and history.dates[i, j] is not None and history.dates[i, j] > since[symbol]:
                 j -= 1
-            columns = range(j + 1, last + 1)
+            columns_of[i] = range(j + 1, last + 1)
         else:
-            columns = [last] if history.dates[i, last] == day else []
-        for j in columns:
+            columns_of[i] = [last] if history.dates[i, last] == day else []
+    names = ("rsi14", "sma50", "drawdown180", "change_pct")
+    if all(j == last for columns in columns_of.values() for j in columns):
+        # A normal day publishes one session per ticker: the latest values are all it needs, at a fraction of the
+        # cost of whole series. Seen as one-column matrices, they are read like compute's.
+        latest = indicators.compute_latest(history.closes, history.highs, history.lows)
+        values = {name: getattr(latest, name)[:, None] for name in names}
+        first_column = last
+    else:
+        result = indicators.compute(history.closes, history.highs, history.lows)
+        values = {name: getattr(result, name) for name in names}
+        first_column = 0
+    items = []
+    for i, symbol in enumerate(history.symbols):
+        for j in columns_of[i]:
             if np.isnan(history.closes[i, j]):
                 continue
+            k = j - first_column
             items.append(
                 {
                     "ticker": symbol,
@@ -349,10 +362,10 @@ def shared_data_publish(
                     "volume": clean(history.volumes[i, j]),
                     "vwap": clean(history.vwaps[i, j]) if history.vwaps is not None else None,
                     "adjusted": True,
-                    "rsi14": clean(result.rsi14[i, j]),
-                    "sma50": clean(result.sma50[i, j]),
-                    "drawdown180": clean(result.drawdown180[i, j]),
-                    "change_pct": clean(result.change_pct[i, j]),
+                    "rsi14": clean(values["rsi14"][i, k]),
+                    "sma50": clean(values["sma50"][i, k]),
+                    "drawdown180": clean(values["drawdown180"][i, k]),
+                    "change_pct": clean(values["change_pct"][i, k]),
                     "source": history.sources[i],
                     "asOf": as_of,
                 }

@@ -280,3 +280,38 @@ def test_closures_come_from_the_api_with_the_local_calendar_as_fallback(server, 
     server.script("/v1/marketstatus/upcoming", Reply(500, {}), Reply(500, {}), Reply(500, {}))
     assert market_closed_reason(DAY, provider) is None  # the API is down: the local calendar says open
     assert market_closed_reason(DAY, object()) is None
+
+
+def test_the_daily_path_gives_the_numbers_of_the_full_series(server, provider, tables, monkeypatch):
+    """Snapshots and the day's published bars come from the latest-session indicators: the same numbers as compute."""
+    import numpy as np
+
+    from markets import indicators
+    from markets.selectors import load_history
+    from markets.snapshots import CHART_SESSIONS, clean
+
+    server.add_random_walks(["AAPL", "MSFT"], sessions(430))
+    server.add_random_walks(["NVDA"], sessions(60))  # listed lately: no drawdown, no 52-week range yet
+    update(DAY, ["AAPL", "MSFT", "NVDA"], provider, tables)
+    whole_series = []
+    compute = indicators.compute
+    monkeypatch.setattr(indicators, "compute", lambda *args: whole_series.append(args) or compute(*args))
+    update(NEXT, ["AAPL", "MSFT", "NVDA"], provider, tables)
+    assert whole_series == []  # one new session per ticker: no whole series computed
+    monkeypatch.undo()
+
+    history = load_history(["AAPL", "MSFT", "NVDA"], NEXT)
+    full = indicators.compute(history.closes, history.highs, history.lows)
+    snapshots = ticker_snapshots(["AAPL", "MSFT", "NVDA"], NEXT)
+    for i, symbol in enumerate(history.symbols):
+        snapshot = snapshots[symbol]
+        for name in ("rsi14", "sma50", "drawdown180", "change_pct", "high52", "low52"):
+            assert getattr(snapshot, name) == pytest.approx(clean(getattr(full, name)[i, -1]), abs=2e-6), name
+        chart = full.sma50[i, -CHART_SESSIONS:][~np.isnan(history.closes[i, -CHART_SESSIONS:])]
+        assert snapshot.chart_sma50 == pytest.approx(tuple(clean(x, 4) for x in chart), abs=2e-4, nan_ok=True)
+        published = tables.get_series(symbol, start=NEXT.isoformat())
+        assert len(published) == 1
+        for name in ("rsi14", "sma50", "drawdown180", "change_pct"):
+            assert published[0].get(name) == pytest.approx(clean(getattr(full, name)[i, -1]), abs=2e-6), name
+    assert snapshots["NVDA"].drawdown180 is None and snapshots["NVDA"].high52 is None
+    assert snapshots["NVDA"].rsi14 is not None and snapshots["AAPL"].drawdown_rank is not None
