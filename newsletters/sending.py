@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from anymail.exceptions import AnymailInvalidAddress, AnymailRecipientsRefused
+from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
@@ -63,6 +64,8 @@ def refusal_of(exc: BaseException) -> Refusal:
     """What an exception from the email backend means, from the AWS error code when there is one."""
     if isinstance(exc, (AnymailInvalidAddress, AnymailRecipientsRefused)):
         return Refusal("rejected", str(exc))
+    if _caused_by(exc, (NoCredentialsError, PartialCredentialsError)):
+        return Refusal("account", f"no AWS credentials: {exc}")
     code, message = _aws_error(exc)
     reason = f"{code}: {message}" if code else f"{type(exc).__name__}: {exc}"
     if code == "LimitExceededException" or (code in THROTTLED_CODES and "quota" in message.lower()):
@@ -76,6 +79,15 @@ def refusal_of(exc: BaseException) -> Refusal:
     if code in REJECTED_CODES:
         return Refusal("rejected", reason)
     return Refusal("transient", reason)
+
+
+def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, types):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _aws_error(exc: BaseException) -> tuple[str, str]:
@@ -151,13 +163,22 @@ class Sender:
                 self._connections.append(connection)
         return connection
 
+    def _stop_sending(self, reason: str) -> Outcome:
+        with self._lock:
+            self.stopped = self.stopped or reason
+        self._stop.set()
+        return Outcome(NOT_SENT, error=f"not sent: {reason}")
+
     def _send(self, message: EmailMessage) -> Outcome:
         throttled = 0
         while True:
             if self._stop.is_set():
                 return Outcome(NOT_SENT, error=f"not sent: {self.stopped}")
             if self.pacer:
-                self.pacer.acquire()
+                try:
+                    self.pacer.acquire()
+                except Exception as exc:  # the shared cache is down: unpaced sending could exceed the account's rate
+                    return self._stop_sending(f"cannot pace sending ({type(exc).__name__}: {exc})")
                 if self._stop.is_set():  # stopped while this one waited for its slot
                     return Outcome(NOT_SENT, error=f"not sent: {self.stopped}")
             try:
@@ -174,11 +195,8 @@ class Sender:
                         self.sleep(delay)
                     continue
                 if refusal.kind == "account":
-                    with self._lock:
-                        self.stopped = self.stopped or refusal.reason
-                    self._stop.set()
                     # The account refused this one too: it was not sent, so it may go out on a later run.
-                    return Outcome(NOT_SENT, error=f"not sent: {refusal.reason}")
+                    return self._stop_sending(refusal.reason)
                 if refusal.kind == "rejected":
                     return Outcome(REJECTED, error=refusal.reason)
                 return Outcome(FAILED, error=refusal.reason)

@@ -263,3 +263,42 @@ def test_in_flight_deliveries_of_a_stopped_run_are_listed_not_resent_until_asked
     call_command("run_daily", "--date", trading_day.isoformat(), "--resend-ambiguous")
     assert sorted(sent_to()) == sorted(ADDRESSES)
     assert deliveries(trading_day)[ADDRESSES[3]].status == Delivery.Status.SENT
+
+
+def test_missing_aws_credentials_stop_sending_at_once():
+    from anymail.exceptions import AnymailAPIError
+    from botocore.exceptions import NoCredentialsError
+
+    class NoCredentials(ScriptedSESBackend):
+        def send_messages(self, messages):
+            try:
+                raise NoCredentialsError()
+            except NoCredentialsError as cause:
+                raise AnymailAPIError("Unable to locate credentials") from cause
+
+    ScriptedSESBackend.reset()
+    with Sender(rate=0, concurrency=1, connection_factory=NoCredentials) as sender:
+        outcomes = [sender.send(EmailMessage("s", "b", to=[f"{x}@example.com"])) for x in "ab"]
+    assert [o.status for o in outcomes] == [NOT_SENT, NOT_SENT]
+    assert "no AWS credentials" in sender.stopped
+
+
+def test_an_unreachable_pacing_cache_stops_sending_rather_than_sending_unpaced():
+    class DownCache(LocMemCache):
+        def add(self, *args, **kwargs):
+            raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+
+    pacer = Pacer("down", 10, cache=DownCache("down", {}))
+    with Sender(pacer=pacer, concurrency=2, connection_factory=ScriptedSESBackend) as sender:
+        outcome = sender.send(EmailMessage("s", "b", to=["a@example.com"]))
+    assert outcome.status == NOT_SENT
+    assert "cannot pace sending" in sender.stopped and "Connection refused" in sender.stopped
+
+
+def test_a_connection_that_cannot_open_fails_the_message_retryably():
+    def broken():
+        raise OSError("Network is unreachable")
+
+    with Sender(rate=0, concurrency=1, connection_factory=broken) as sender:
+        outcome = sender.send(EmailMessage("s", "b", to=["a@example.com"]))
+    assert outcome.status == FAILED and "Network is unreachable" in outcome.error
