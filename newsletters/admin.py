@@ -63,8 +63,18 @@ class IssueAdmin(admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["issue", "email", "status", "attempts", "sent_at", "failure", "preview_link", "archive_link"]
-    list_filter = ["status", "issue__date", "retryable"]
+    list_display = [
+        "issue",
+        "email",
+        "status",
+        "feedback",
+        "attempts",
+        "sent_at",
+        "failure",
+        "preview_link",
+        "archive_link",
+    ]
+    list_filter = ["status", "feedback", "issue__date", "retryable"]
     search_fields = ["email", "subscriber__email", "message_id", "token"]
     list_select_related = ["issue", "subscriber"]
     readonly_fields = [f.name for f in Delivery._meta.fields]

@@ -32,6 +32,12 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
+    class Feedback(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        SOFT_BOUNCE = "soft_bounce", "Soft bounce"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complaint"
+
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
     subscriber = models.ForeignKey(Subscriber, on_delete=models.SET_NULL, null=True, related_name="deliveries")
     #: Opaque id used in archive keys and view-in-browser links; never the address.
@@ -43,6 +49,9 @@ class Delivery(models.Model):
     archive_key = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
     retryable = models.BooleanField(default=True, help_text="A failed delivery a rerun may try again.")
+    #: What SES reported after it accepted the message (its events, matched by the delivery tag or message id).
+    feedback = models.CharField(max_length=16, choices=Feedback.choices, blank=True, db_index=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     sending_at = models.DateTimeField(null=True, blank=True)

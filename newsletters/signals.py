@@ -1,15 +1,18 @@
-"""The newsletter app's part of a subscriber's data requests (see subscriptions.signals)."""
+"""The newsletter app's part of a subscriber's data requests and of SES events (see subscriptions.signals)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import transaction
 from django.dispatch import receiver
+from django.utils import timezone
 
-from subscriptions.signals import subscriber_erasing, subscriber_exporting
+from subscriptions.signals import ses_event_received, subscriber_erasing, subscriber_exporting
 
 from .archive import archive_delete
+from .messages import DELIVERY_TAG
 from .models import Delivery
 
 
@@ -38,3 +41,50 @@ def deliveries_export(sender: Any, subscriber: Any, **kwargs: Any) -> dict:
             for d in rows
         ]
     }
+
+
+# A later, worse event wins: a delivered message can still draw a complaint, never the other way round.
+FEEDBACK_RANK = {"": 0, "delivered": 1, "soft_bounce": 2, "bounced": 3, "complained": 4}
+
+
+@receiver(ses_event_received)
+def delivery_feedback_record(sender: Any, event: dict, **kwargs: Any) -> None:
+    """Record on the Delivery what SES reported: found by the delivery tag Walter sends, or by SES's message id."""
+    feedback = _feedback_of(event)
+    mail = event.get("mail") if isinstance(event.get("mail"), dict) else {}
+    if not feedback or not mail:
+        return
+    deliveries = Delivery.objects.none()
+    tags = mail.get("tags") if isinstance(mail.get("tags"), dict) else {}
+    tokens = [t for t in _list(tags.get(DELIVERY_TAG)) if _is_uuid(t)]
+    if tokens:
+        deliveries = Delivery.objects.filter(token__in=tokens)
+    if not deliveries.exists() and isinstance(mail.get("messageId"), str) and mail["messageId"]:
+        deliveries = Delivery.objects.filter(message_id=mail["messageId"])
+    for delivery in deliveries:
+        if FEEDBACK_RANK[feedback] > FEEDBACK_RANK.get(delivery.feedback, 0):
+            Delivery.objects.filter(pk=delivery.pk).update(feedback=feedback, feedback_at=timezone.now())
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+def _feedback_of(event: dict) -> str:
+    kind = event.get("eventType") or event.get("notificationType")
+    if kind == "Delivery":
+        return Delivery.Feedback.DELIVERED
+    if kind == "Complaint":
+        return Delivery.Feedback.COMPLAINED
+    if kind == "Bounce":
+        bounce = event.get("bounce") if isinstance(event.get("bounce"), dict) else {}
+        return Delivery.Feedback.BOUNCED if bounce.get("bounceType") == "Permanent" else Delivery.Feedback.SOFT_BOUNCE
+    return ""

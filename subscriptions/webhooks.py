@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import sns
+from . import signals, sns
 from .models import SnsMessage, Subscriber
 from .services import subscriber_delivered, subscriber_soft_bounce, subscriber_suppress
 
@@ -116,6 +116,7 @@ def ses_event_apply(event: dict[str, Any]) -> None:
         ]
         for subscriber in _subscribers(recipients):
             subscriber_delivered(subscriber=subscriber)
+    signals.ses_event_received.send(sender=ses_event_apply, event=event)
 
 
 def _subscribers(addresses: list[str]) -> list[Subscriber]:

@@ -209,3 +209,50 @@ def test_malformed_bodies_and_other_methods(client):
     assert client.post("/webhooks/ses/", data="{not json", content_type="text/plain").status_code == 400
     assert client.post("/webhooks/ses/", data="[1, 2]", content_type="text/plain").status_code == 403
     assert client.get("/webhooks/ses/").status_code == 405
+
+
+# -- what SES reports lands on the delivery too --------------------------------------------------------------
+
+
+@pytest.fixture
+def deliveries(subscriber):
+    from newsletters.models import Delivery, Issue
+
+    first = Issue.objects.create(date=dt.date(2026, 11, 19))
+    second = Issue.objects.create(date=dt.date(2026, 11, 20))
+    return (
+        Delivery.objects.create(issue=first, subscriber=subscriber, status="sent", message_id="ses-0001"),
+        Delivery.objects.create(issue=second, subscriber=subscriber, status="sent", message_id="ses-0002"),
+    )
+
+
+def test_an_event_is_recorded_on_the_delivery_its_tag_names(client, subscriber, deliveries):
+    older, newer = deliveries
+    event = bounce("reader@example.com", kind="Transient")
+    event["mail"]["tags"] = {"delivery": [str(newer.token)], "ses:configuration-set": ["walter-prod"]}
+    assert post(client, notification(event)).status_code == 200
+    newer.refresh_from_db(), older.refresh_from_db()
+    assert newer.feedback == "soft_bounce" and newer.feedback_at is not None
+    assert older.feedback == ""
+
+
+def test_without_a_tag_the_ses_message_id_finds_the_delivery_and_worse_news_wins(client, subscriber, deliveries):
+    older, _ = deliveries
+    delivered = {
+        "eventType": "Delivery",
+        "delivery": {"recipients": ["reader@example.com"]},
+        "mail": {"messageId": "ses-0001"},
+    }
+    complained = {**complaint("reader@example.com"), "mail": {"messageId": "ses-0001"}}
+    post(client, notification(complained))
+    post(client, notification(delivered))  # arrives late: a complaint is not undone by it
+    older.refresh_from_db()
+    assert older.feedback == "complained"
+
+
+@pytest.mark.parametrize("tags", [{"delivery": ["not-a-uuid"]}, {"delivery": "x"}, {"delivery": [7]}, []])
+def test_odd_tags_are_ignored(client, subscriber, deliveries, tags):
+    event = bounce("reader@example.com")
+    event["mail"]["tags"] = tags
+    assert post(client, notification(event)).status_code == 200
+    assert {d.feedback for d in type(deliveries[0]).objects.all()} == {""}
