@@ -302,3 +302,31 @@ def test_a_connection_that_cannot_open_fails_the_message_retryably():
     with Sender(rate=0, concurrency=1, connection_factory=broken) as sender:
         outcome = sender.send(EmailMessage("s", "b", to=["a@example.com"]))
     assert outcome.status == FAILED and "Network is unreachable" in outcome.error
+
+
+@pytest.mark.django_db
+def test_queries_grow_with_batches_not_with_subscribers(settings, trading_day):
+    """No query per subscriber: 4 times the subscribers in 4 times the batches costs a few queries per batch."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from newsletters.delivery import deliveries_plan, deliveries_send, issue_ensure
+    from newsletters.services import issue_content_for
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    def queries_to_send(n: int, day) -> int:
+        for i in range(n):
+            subscriber_create(email=f"q{day.day}-{i}@example.com", symbols=["AAPL", "KO"], status="active")
+        content = issue_content_for(day=day, symbols=["AAPL", "KO"], refresh=True)
+        issue = issue_ensure(day=day, demo=True)
+        with CaptureQueriesContext(connection) as captured:
+            deliveries_plan(issue=issue)
+            stage = deliveries_send(issue=issue, content=content, batch_size=10)
+        assert stage.sent == Delivery.objects.filter(issue=issue, status="sent").count() > 0
+        Subscriber.objects.filter(email__startswith=f"q{day.day}-").update(status="paused")
+        return len(captured)
+
+    small = queries_to_send(10, trading_day)
+    large = queries_to_send(40, trading_day.replace(day=19))
+    assert large - small <= 3 * 6, f"{small} queries for 10 subscribers, {large} for 40"
