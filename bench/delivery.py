@@ -114,6 +114,7 @@ def run(args: argparse.Namespace, low: int, high: int) -> None:
     from newsletters.models import Delivery
     from newsletters.services import issue_content_for
     from subscriptions.links import preferences_url, unsubscribe_url
+    from subscriptions.models import Subscriber
     from subscriptions.selectors import followed_symbols, symbols_by_subscriber
 
     call_command("migrate", verbosity=0)
@@ -134,11 +135,7 @@ def run(args: argparse.Namespace, low: int, high: int) -> None:
     print(f"issue content (cards, frame, {len(content.charts)} charts): {time.perf_counter() - started:.2f}s")
 
     # Rendering on one core.
-    sample = list(
-        Delivery._meta.get_field("subscriber")
-        .related_model.objects.order_by("id")
-        .values_list("id", "email")[: args.render_sample]
-    )
+    sample = list(Subscriber.objects.order_by("id").values_list("id", "email")[: args.render_sample])
     symbols = symbols_by_subscriber([sid for sid, _ in sample])
     cpu, wall = time.process_time(), time.perf_counter()
     size = 0

@@ -242,9 +242,12 @@ def _send_batch(
         for delivery, future in handed:
             _record(delivery, future.result(), stage)
     finally:
+        # A message whose outcome was never read (the process is going down) may have been sent: it stays
+        # ambiguous. One never handed to the backend is safe to send later.
+        handed_ids = {d.id for d, _ in handed}
         for delivery in batch:
-            if delivery.status == Delivery.Status.SENDING and not _was_handed(delivery, handed):
-                delivery.status = Delivery.Status.PENDING  # never handed to the backend: safe to send later
+            if delivery.status == Delivery.Status.SENDING and delivery.id not in handed_ids:
+                delivery.status = Delivery.Status.PENDING
 
 
 OUTCOME_FIELDS = [
@@ -273,11 +276,6 @@ def _write_outcomes(batch: list[Delivery]) -> None:
     rows = [[f.get_db_prep_save(getattr(d, f.attname), db_connection) for f in fields] + [d.pk] for d in batch]
     with db_connection.cursor() as cursor:
         cursor.executemany(sql, rows)
-
-
-def _was_handed(delivery: Delivery, handed: list[tuple[Delivery, object]]) -> bool:
-    # A message whose outcome was never read (the process is going down) may have been sent: keep it ambiguous.
-    return any(d is delivery for d, _ in handed)
 
 
 def _record(delivery: Delivery, outcome: Outcome, stage: DeliveryStage) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -81,23 +81,24 @@ def refusal_of(exc: BaseException) -> Refusal:
     return Refusal("transient", reason)
 
 
-def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what caused it: anymail wraps botocore's errors, which carry the AWS answer."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, types):
-            return True
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
+
+
+def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    return any(isinstance(seen, types) for seen in _chain(exc))
 
 
 def _aws_error(exc: BaseException) -> tuple[str, str]:
-    seen: BaseException | None = exc
-    while seen is not None:
+    for seen in _chain(exc):
         response = getattr(seen, "response", None)
         if isinstance(response, dict) and isinstance(response.get("Error"), dict):
             error = response["Error"]
             return str(error.get("Code", "")), str(error.get("Message", ""))
-        seen = seen.__cause__ or seen.__context__
     return "", ""
 
 

@@ -12,6 +12,7 @@ from markets.selectors import ticker_snapshots
 from markets.services import market_data_update
 from subscriptions.links import unsubscribe_url
 from subscriptions.models import Subscriber
+from subscriptions.selectors import symbols_by_subscriber
 
 from .analysis import analyses_ensure
 from .compose import IssueContent, issue_content_build
@@ -68,11 +69,8 @@ def deliveries_resend(*, deliveries: list[Delivery]) -> dict[str, DeliveryStage]
         by_issue.setdefault(delivery.issue, []).append(delivery)
     for issue, chosen in by_issue.items():
         deliveries_requeue(deliveries=chosen)
-        symbols = sorted(
-            Subscriber.tickers.through.objects.filter(subscriber_id__in=[d.subscriber_id for d in chosen])
-            .values_list("ticker__symbol", flat=True)
-            .distinct()
-        )
+        followed = symbols_by_subscriber([d.subscriber_id for d in chosen if d.subscriber_id])
+        symbols = sorted({symbol for symbols in followed.values() for symbol in symbols})
         content = issue_content_for(day=issue.date, symbols=symbols)
         stages[issue.date.isoformat()] = deliveries_send(issue=issue, content=content, only=[d.id for d in chosen])
     return stages

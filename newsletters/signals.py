@@ -71,11 +71,13 @@ def _list(value: Any) -> list:
 
 
 def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        uuid.UUID(str(value))
+        uuid.UUID(value)
     except ValueError:
         return False
-    return isinstance(value, str)
+    return True
 
 
 def _feedback_of(event: dict) -> str:
