@@ -3,6 +3,8 @@ from collections import defaultdict
 from django.contrib import admin, messages
 from django.db.models import Count
 
+from walter_site.admin_records import RecordAdmin
+
 from .models import DailyBar, SharedTickerAnalysis, SharedTickerData, Ticker
 from .providers import ProviderError
 from .services import daily_bars_delete, ticker_history_refetch, ticker_series_republish
@@ -87,13 +89,13 @@ class DailyBarAdmin(admin.ModelAdmin):
 
 
 @admin.register(SharedTickerData)
-class SharedTickerDataAdmin(admin.ModelAdmin):
+class SharedTickerDataAdmin(RecordAdmin):
     list_display = ["ticker", "date"]
     search_fields = ["ticker"]
     list_filter = ["date"]
 
 
 @admin.register(SharedTickerAnalysis)
-class SharedTickerAnalysisAdmin(admin.ModelAdmin):
+class SharedTickerAnalysisAdmin(RecordAdmin):
     list_display = ["ticker", "sort_key"]
     search_fields = ["ticker", "sort_key"]

@@ -2,22 +2,29 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from .links import view_url
+from walter_site.admin_records import RecordAdmin, seconds_table
+
+from .links import view_token
 from .models import Analysis, AnalystCall, DailyRun, Delivery, Issue
 from .services import deliveries_resend, preview_send
 
 # Staff actions send synchronously from the request: keep each one small.
 RESEND_LIMIT = 200
 TEST_COPY_LIMIT = 10
+# Characters of a failure reason shown in the list; the whole reason is in the tooltip and on the record.
+FAILURE_SHOWN = 60
 
 
 @admin.register(Issue)
-class IssueAdmin(admin.ModelAdmin):
+class IssueAdmin(RecordAdmin):
     list_display = ["date", "demo", "sent", "failed", "pending", "in_flight", "skipped", "deliveries_link"]
     list_filter = ["demo"]
     date_hierarchy = "date"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # deleting an issue deletes its deliveries: the next run would send everyone a second copy
 
     def get_queryset(self, request):
         def count(*statuses: str) -> Count:
@@ -62,7 +69,7 @@ class IssueAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(RecordAdmin):
     list_display = [
         "issue",
         "email",
@@ -71,14 +78,16 @@ class DeliveryAdmin(admin.ModelAdmin):
         "attempts",
         "sent_at",
         "failure",
-        "preview_link",
-        "archive_link",
+        "links",
     ]
     list_filter = ["status", "feedback", "issue__date", "retryable"]
     search_fields = ["email", "subscriber__email", "message_id", "token"]
     list_select_related = ["issue", "subscriber"]
     readonly_fields = [f.name for f in Delivery._meta.fields]
     actions = ["resend", "send_test_copy_to_me", "preview"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a deleted delivery would be planned and sent again
 
     def changelist_view(self, request, extra_context=None):
         # Counts per status for what the filters select (an issue date, typically), above the list.
@@ -95,20 +104,26 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="Failure reason")
     def failure(self, obj: Delivery) -> str:
-        return obj.error[:200] if obj.status in (Delivery.Status.FAILED, Delivery.Status.SKIPPED) else ""
+        if obj.status not in (Delivery.Status.FAILED, Delivery.Status.SKIPPED) or not obj.error:
+            return ""
+        short = obj.error if len(obj.error) <= FAILURE_SHOWN else obj.error[: FAILURE_SHOWN - 1] + "…"
+        return format_html('<span title="{}">{}</span>', obj.error[:2000], short)
 
-    @admin.display(description="Email")
-    def preview_link(self, obj: Delivery):
-        if not obj.subscriber_id:
+    @admin.display(description="Open")
+    def links(self, obj: Delivery):
+        # Relative links: they follow the host staff are on, whatever SITE_URL says.
+        parts = []
+        if obj.subscriber_id:
+            url = reverse("newsletters:preview", args=[obj.subscriber_id, obj.issue.date.isoformat()])
+            parts.append(format_html('<a href="{}" target="_blank">preview</a>', url))
+        if obj.archive_key:
+            url = reverse("newsletters:view", args=[view_token(str(obj.token))])
+            parts.append(format_html('<a href="{}" target="_blank">archived copy</a>', url))
+        if not parts:
             return "—"
-        url = reverse("newsletters:preview", args=[obj.subscriber_id, obj.issue.date.isoformat()])
-        return format_html('<a href="{}" target="_blank">preview</a>', url)
-
-    @admin.display(description="Archive")
-    def archive_link(self, obj: Delivery):
-        if not obj.archive_key:
-            return "—"
-        return format_html('<a href="{}" target="_blank">archived copy</a>', view_url(str(obj.token)))
+        return format_html(
+            '<span style="white-space:nowrap">{}</span>', format_html_join(" · ", "{}", ((p,) for p in parts))
+        )
 
     @admin.action(description="Resend selected deliveries now")
     def resend(self, request, queryset):
@@ -208,16 +223,17 @@ class AnalysisAdmin(admin.ModelAdmin):
     inlines = [AnalystCallInline]
     readonly_fields = [f.name for f in Analysis._meta.fields]
 
-    @admin.display(boolean=True, description="fell back")
-    def fell_back(self, analysis: Analysis) -> bool:
-        return bool(analysis.fallback_reason)
+    @admin.display(description="fell back", ordering="fallback_reason")
+    def fell_back(self, analysis: Analysis) -> str:
+        # Blank on the normal rows: a red cross on every model answer read as an error.
+        return "⚠ fell back" if analysis.fallback_reason else ""
 
     def has_add_permission(self, request) -> bool:
         return False
 
 
 @admin.register(DailyRun)
-class DailyRunAdmin(admin.ModelAdmin):
+class DailyRunAdmin(RecordAdmin):
     list_display = [
         "date",
         "status",
@@ -233,9 +249,14 @@ class DailyRunAdmin(admin.ModelAdmin):
         "estimated_cost_usd",
     ]
     list_filter = ["status", "dry_run", "date"]
-    readonly_fields = [f.name for f in DailyRun._meta.fields]
+    fields = [("durations_table" if f.name == "durations" else f.name) for f in DailyRun._meta.fields if f.name != "id"]
+    readonly_fields = fields
     search_fields = ["summary"]
     change_list_template = "admin/newsletters/dailyrun/change_list.html"
+
+    @admin.display(description="Durations")
+    def durations_table(self, run: DailyRun) -> str:
+        return seconds_table(run.durations)
 
     def get_urls(self):
         from functools import partial

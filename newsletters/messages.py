@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 import uuid
 from email.mime.image import MIMEImage
-from email.utils import parseaddr
+from email.utils import format_datetime, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import SafeMIMEMultipart
+from django.utils import timezone
 
 from .compose import ComposedEmail
 
@@ -85,6 +86,8 @@ def message_build(
         to=[to],
         headers={
             "Message-ID": message_id_for(token),
+            # Django's default writes "-0000" ("zone unknown"); the time is UTC and the header says so.
+            "Date": format_datetime(timezone.now()),
             "List-Unsubscribe": ", ".join(unsubscribe),
             # RFC 8058: mail clients may unsubscribe with one POST to the https URL.
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from .models import Subscriber
 from .selectors import subscriber_export_rows, subscriber_status_counts
@@ -37,11 +38,22 @@ def csv_lines(rows: Iterable[Iterable[str]]) -> Iterator[str]:
         yield writer.writerow([csv_cell(cell) for cell in row])
 
 
+class FollowedTickerFilter(admin.RelatedOnlyFieldListFilter):
+    """Only tickers someone follows, and no "-" entry: a subscriber always follows at least one."""
+
+    @property
+    def include_empty_choice(self) -> bool:
+        return False
+
+
+TICKERS_SHOWN = 6
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
     list_display = ["email", "status", "ticker_list", "soft_bounces", "created_at", "confirmed_at", "unsubscribed_at"]
     # Only tickers someone follows: the full listing has thousands.
-    list_filter = ["status", ("tickers", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = ["status", ("tickers", FollowedTickerFilter), "created_at"]
     search_fields = ["email", "tickers__symbol"]
     filter_horizontal = ["tickers"]
     readonly_fields = ["created_at", "confirmed_at", "unsubscribed_at", "updated_at"]
@@ -52,7 +64,11 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @admin.display(description="Tickers")
     def ticker_list(self, obj: Subscriber) -> str:
-        return ", ".join(t.symbol for t in obj.tickers.all())
+        symbols = [t.symbol for t in obj.tickers.all()]
+        shown = ", ".join(symbols[:TICKERS_SHOWN]) + (
+            f" +{len(symbols) - TICKERS_SHOWN}" if len(symbols) > TICKERS_SHOWN else ""
+        )
+        return format_html('<span style="white-space:nowrap" title="{}">{}</span>', ", ".join(symbols), shown)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         labels = dict(Subscriber.Status.choices)

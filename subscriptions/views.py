@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from markets.providers.base import ProviderError
 from markets.selectors import ticker_search as search_tickers
@@ -44,9 +44,9 @@ def _invalid_link(request: HttpRequest) -> HttpResponse:
     return render(request, "subscriptions/invalid_link.html", status=404)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def subscribe(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return render(request, "subscriptions/subscribe.html", {"form": SubscribeForm(), "max_tickers": MAX_TICKERS})
     form = SubscribeForm(request.POST)
     if request.POST.get("website"):
@@ -74,7 +74,7 @@ def _too_many(request: HttpRequest, form: SubscribeForm) -> HttpResponse:
     return response
 
 
-@require_GET
+@require_safe
 def check_inbox(request: HttpRequest) -> HttpResponse:
     return render(request, "subscriptions/check_inbox.html")
 
@@ -173,7 +173,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "subscriptions/preferences.html", context, status=status)
 
 
-@require_GET
+@require_safe
 def ticker_search(request: HttpRequest) -> JsonResponse:
     """Autocomplete for the ticker fields: ``?q=`` → up to 8 listed tickers, symbol and name."""
     if not allow(f"search:ip:{client_ip(request)}", settings.TICKER_SEARCH_LIMIT_PER_MINUTE, 60):
