@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 
 from django.core.files.base import ContentFile
@@ -37,15 +38,25 @@ def archive_read_html(key: str, storage: Storage | None = None) -> str:
         return handle.read().decode("utf-8")
 
 
-def archive_read_inline_image(key: str, cid: str, storage: Storage | None = None) -> tuple[bytes, str] | None:
-    """An inline image (by Content-ID) of the archived raw message beside the HTML copy at ``key``."""
+def _archived_message(key: str, storage: Storage | None = None) -> EmailMessage:
+    """The raw message archived beside the HTML copy at ``key``."""
     storage = storage or archive_storage()
     with storage.open(key.removesuffix(".html") + ".eml", "rb") as handle:
-        message = BytesParser(policy=policy.default).parse(handle)
-    for part in message.walk():
+        return BytesParser(policy=policy.default).parse(handle)
+
+
+def archive_read_inline_image(key: str, cid: str, storage: Storage | None = None) -> tuple[bytes, str] | None:
+    """An inline image (by Content-ID) of the archived raw message beside the HTML copy at ``key``."""
+    for part in _archived_message(key, storage).walk():
         if part.get("Content-ID", "").strip("<>") == cid and part.get_content_maintype() == "image":
             return part.get_payload(decode=True), part.get_content_type()
     return None
+
+
+def archive_read_text(key: str, storage: Storage | None = None) -> str:
+    """The plain-text twin of the archived message beside the HTML copy at ``key``."""
+    body = _archived_message(key, storage).get_body(("plain",))
+    return body.get_content() if body is not None else ""
 
 
 def _save(storage: Storage, key: str, data: bytes) -> str:

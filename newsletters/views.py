@@ -10,16 +10,19 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
 from subscriptions.models import Subscriber
 
-from .archive import archive_read_html, archive_read_inline_image
-from .links import read_view_token
+from .archive import archive_read_html, archive_read_inline_image, archive_read_text
+from .links import read_view_token, view_token
 from .models import Delivery
 from .preview import preview_email
 
 CID_SRC = re.compile(r'src="cid:([^"]+)"')
+BODY_OPEN = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
 
 @never_cache
@@ -31,18 +34,47 @@ def preview(request: HttpRequest, subscriber_id: int, date: str) -> HttpResponse
         day = dt.date.fromisoformat(date)
     except ValueError:
         raise Http404("not a date") from None
+    as_text = request.GET.get("format") == "text"
     delivery = (
         Delivery.objects.filter(issue__date=day, subscriber=subscriber, status=Delivery.Status.SENT)
         .exclude(archive_key="")
         .first()
     )
     if delivery:
-        return HttpResponse(archive_read_html(delivery.archive_key))
-    fmt = request.GET.get("format", "html")
+        sent_at = timezone.localtime(delivery.sent_at).strftime("%Y-%m-%d %H:%M %Z") if delivery.sent_at else "?"
+        banner = f"Staff preview · subscriber #{subscriber.pk} · session {day.isoformat()} · archived copy, as sent {sent_at}"
+        try:
+            if as_text:
+                return _text(banner, archive_read_text(delivery.archive_key))
+            html = served_html(archive_read_html(delivery.archive_key), view_token(str(delivery.token)))
+        except FileNotFoundError:
+            raise Http404("this email is no longer archived") from None
+        return HttpResponse(_with_banner(html, banner))
+    banner = f"Staff preview · subscriber #{subscriber.pk} · session {day.isoformat()} · fresh render, not sent"
     composed = preview_email(subscriber=subscriber, day=day)
-    if fmt == "text":
-        return HttpResponse(composed.text, content_type="text/plain; charset=utf-8")
-    return HttpResponse(composed.html)
+    if as_text:
+        return _text(banner, composed.text)
+    return HttpResponse(_with_banner(composed.html, banner))
+
+
+def _text(banner: str, text: str) -> HttpResponse:
+    return HttpResponse(f"[{banner}]\n\n{text}", content_type="text/plain; charset=utf-8")
+
+
+def _with_banner(html: str, banner: str) -> str:
+    """The preview's own line above the email, so staff never mistake a fresh render for what was sent."""
+    tag = format_html(
+        '<div id="staff-preview-banner" style="background:#fff4ce;color:#1d2433;font:14px/1.4 sans-serif;'
+        'padding:8px 12px;border-bottom:1px solid #e0c97a">{}</div>',
+        banner,
+    )
+    return BODY_OPEN.sub(lambda m: m.group(0) + tag, html, count=1) if BODY_OPEN.search(html) else tag + html
+
+
+def served_html(html: str, view_token_: str) -> str:
+    """An archived email's HTML with its inline (cid:) charts pointed at the URLs that serve them."""
+    base = reverse("newsletters:view", args=[view_token_])
+    return CID_SRC.sub(lambda m: f'src="{base}images/{quote(m.group(1), safe="@")}"', html)
 
 
 def _archived_delivery(token: str) -> Delivery:
@@ -62,9 +94,7 @@ def view_in_browser(request: HttpRequest, token: str) -> HttpResponse:
         html = archive_read_html(delivery.archive_key)
     except FileNotFoundError:
         raise Http404("this email is no longer archived") from None
-    base = reverse("newsletters:view", args=[token])
-    html = CID_SRC.sub(lambda m: f'src="{base}images/{quote(m.group(1), safe="@")}"', html)
-    response = HttpResponse(html)
+    response = HttpResponse(served_html(html, token))
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Robots-Tag"] = "noindex"
     return response

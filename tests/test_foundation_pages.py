@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import unquote
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -41,12 +44,34 @@ def test_staff_sees_the_email_that_would_be_sent(staff_client, ada, trading_day,
     assert text["Content-Type"].startswith("text/plain") and "NVDA" in text.content.decode()
 
 
-def test_preview_of_a_sent_issue_is_the_archived_copy(staff_client, ada, trading_day, archive_dir):
+def test_preview_of_a_sent_issue_is_the_archived_copy_with_working_charts(staff_client, ada, trading_day, archive_dir):
     call_command("run_daily", "--date", trading_day.isoformat())
     delivery = ada.deliveries.get()
     archived = (archive_dir / delivery.archive_key).read_text()
-    response = staff_client.get(preview_url(ada.pk, trading_day.isoformat()))
-    assert response.content.decode() == archived
+    assert 'src="cid:' in archived  # as sent: the charts travel inside the message
+
+    html = staff_client.get(preview_url(ada.pk, trading_day.isoformat())).content.decode()
+    assert 'src="cid:' not in html
+    charts = re.findall(r'src="(/email/[^"]+/images/[^"]+)"', html)
+    assert charts and len(charts) == archived.count('src="cid:')
+    for chart in charts:
+        image = staff_client.get(unquote(chart))
+        assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    banner = re.search(r'<div id="staff-preview-banner"[^>]*>([^<]+)</div>', html).group(1)
+    assert f"subscriber #{ada.pk}" in banner and "session 2026-11-20" in banner and "archived copy" in banner
+    # Apart from the banner and the chart links, the page is the archived copy.
+    assert re.sub(r'<div id="staff-preview-banner".*?</div>', "", html).count("NVDA") == archived.count("NVDA")
+
+    text = staff_client.get(preview_url(ada.pk, trading_day.isoformat()) + "?format=text")
+    body = text.content.decode()
+    assert text["Content-Type"].startswith("text/plain")
+    assert body.startswith("[Staff preview") and "archived copy" in body.splitlines()[0]
+    assert "NVDA" in body and "<" not in body.split("\n", 1)[1][:200]
+
+
+def test_preview_of_an_unsent_issue_says_it_is_a_fresh_render(staff_client, ada, trading_day):
+    html = staff_client.get(preview_url(ada.pk, trading_day.isoformat())).content.decode()
+    assert "fresh render, not sent" in html
 
 
 def test_anonymous_is_sent_to_login(client, ada, trading_day):
