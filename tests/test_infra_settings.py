@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,21 @@ def test_sending_connections_follow_the_send_rate(tmp_path, rate, connections):
     result = manage({**env, "SES_MAX_SEND_RATE": rate}, "shell", "-c", code)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[-1]) == connections
+
+
+def test_dotenv_sets_the_var_folder_and_importing_settings_creates_nothing(tmp_path):
+    # A copy of the settings package beside its own .env, imported in a clean interpreter.
+    shutil.copytree(Path(__file__).resolve().parent.parent / "walter_site", tmp_path / "walter_site")
+    var = tmp_path / "elsewhere" / "var"
+    (tmp_path / ".env").write_text(f"WALTER_VAR_DIR={var}\nAWS_DEFAULT_REGION=eu-west-1\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", "import walter_site.settings as s; print(s.VAR_DIR); print(s.AWS_REGION)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == [str(var), "eu-west-1"]
+    assert not var.exists() and not (tmp_path / "staticfiles").exists()

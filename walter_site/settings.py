@@ -11,12 +11,13 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("WALTER_VAR_DIR", default=str(BASE_DIR / "var")))
-# SQLite, the outbox, the archive and locks live here by default; a fresh clone has no var/ yet.
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# SQLite, the outbox, the archive and locks live here by default; walter_site.apps creates it at start-up.
+VAR_DIR = Path(env.str("WALTER_VAR_DIR", default=str(BASE_DIR / "var")))
+# One region for every AWS client (SES, DynamoDB, S3, SNS, Secrets Manager); AWS_DEFAULT_REGION as boto3 reads it.
+AWS_REGION = env.str("AWS_REGION", default="") or env.str("AWS_DEFAULT_REGION", default="us-east-1")
 
 # Production secrets (SECRET_KEY, API keys, ...) may live in one AWS Secrets Manager secret, a JSON object merged
 # into the environment before anything below reads it; variables already set in the environment win.
@@ -25,7 +26,7 @@ if env.str("AWS_SECRETS_MANAGER_SECRET_ID", default=""):
 
     secrets_into_environ(
         env.str("AWS_SECRETS_MANAGER_SECRET_ID"),
-        region=env.str("AWS_REGION", default="") or env.str("AWS_DEFAULT_REGION", default="us-east-1"),
+        region=AWS_REGION,
     )
 
 # WALTER_ENV=production is the one switch for a deployed site: it refuses to start without the settings that have
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "anymail",
+    "walter_site",
     "markets",
     "subscriptions",
     "newsletters",
@@ -122,8 +124,6 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = not PRODUCTION
-if not PRODUCTION:
-    STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise looks here first; a fresh checkout has not collected anything
 
 ARCHIVE_STORAGE_BACKEND = env.str("ARCHIVE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
 ARCHIVE_BUCKET = env.str("ARCHIVE_BUCKET", default="")
@@ -162,7 +162,7 @@ NEWSLETTER_UNSUBSCRIBE_MAILTO = env.str("NEWSLETTER_UNSUBSCRIBE_MAILTO", default
 # standard retry mode retries throttling and 5xx answers with backoff before Walter sees an error.
 ANYMAIL = {
     "AMAZON_SES_CLIENT_PARAMS": {
-        "region_name": env.str("AWS_REGION", default="us-east-1"),
+        "region_name": AWS_REGION,
         "endpoint_url": env.str("SES_ENDPOINT_URL", default="") or None,
         "config": {
             "retries": {"mode": "standard", "max_attempts": env.int("SES_MAX_ATTEMPTS", default=3)},
@@ -210,7 +210,6 @@ NEWSLETTER_ANALYST = env.str(
 SHARED_TABLES_BACKEND = env.str("SHARED_TABLES_BACKEND", default="markets.shared_tables.database.DatabaseSharedTables")
 SHARED_TABLES_STAGE = env.str("SHARED_TABLES_STAGE", default="dev")
 DYNAMODB_ENDPOINT_URL = env.str("DYNAMODB_ENDPOINT_URL", default="")
-AWS_REGION = env.str("AWS_REGION", default="us-east-1")
 
 # Polygon.io through its official client `massive`; the base URL is a setting so tests point it at a local server.
 POLYGON_BASE_URL = env.str("POLYGON_BASE_URL", default="https://api.polygon.io").rstrip("/")
@@ -235,23 +234,11 @@ DYNAMODB_MAX_ATTEMPTS = env.int("DYNAMODB_MAX_ATTEMPTS", default=5)
 DYNAMODB_UNPROCESSED_RETRIES = env.int("DYNAMODB_UNPROCESSED_RETRIES", default=8)
 
 # The daily job.
-RUN_DAILY_LOCK_TIMEOUT = env.int("RUN_DAILY_LOCK_TIMEOUT", default=6 * 3600)
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=300)
 # Days of history a newly followed ticker gets, enough for SMA50, the 180-day drawdown and the 52-week range.
 MARKET_BACKFILL_DAYS = env.int("MARKET_BACKFILL_DAYS", default=400)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {
-        "walter": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-    },
-}
 
 LOGIN_URL = "admin:login"
 
