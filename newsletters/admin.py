@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from walter_site.admin_records import RecordAdmin, seconds_table
@@ -70,16 +71,7 @@ class IssueAdmin(RecordAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(RecordAdmin):
-    list_display = [
-        "issue",
-        "email",
-        "status",
-        "feedback",
-        "attempts",
-        "sent_at",
-        "failure",
-        "links",
-    ]
+    list_display = ["session", "email", "state", "sent", "failure", "links"]
     list_filter = ["status", "feedback", "issue__date", "retryable"]
     search_fields = ["email", "subscriber__email", "message_id", "token"]
     list_select_related = ["issue", "subscriber"]
@@ -101,6 +93,24 @@ class DeliveryAdmin(RecordAdmin):
                 (label, counts.get(value, 0)) for value, label in Delivery.Status.choices
             ]
         return response
+
+    @admin.display(description="Session", ordering="issue__date")
+    def session(self, obj: Delivery) -> str:
+        return obj.issue.date.isoformat()
+
+    @admin.display(description="Status", ordering="status")
+    def state(self, obj: Delivery) -> str:
+        # One column for what happened: the status, what SES said afterwards, and tries beyond the first.
+        parts = [obj.get_status_display()]
+        if obj.feedback:
+            parts.append(obj.get_feedback_display().lower())
+        if obj.attempts > 1:
+            parts.append(f"{obj.attempts} tries")
+        return " · ".join(parts)
+
+    @admin.display(description="Sent", ordering="sent_at")
+    def sent(self, obj: Delivery) -> str:
+        return timezone.localtime(obj.sent_at).strftime("%b %d %H:%M") if obj.sent_at else ""
 
     @admin.display(description="Failure reason")
     def failure(self, obj: Delivery) -> str:
@@ -234,25 +244,47 @@ class AnalysisAdmin(admin.ModelAdmin):
 
 @admin.register(DailyRun)
 class DailyRunAdmin(RecordAdmin):
-    list_display = [
-        "date",
-        "status",
-        "started_at",
-        "finished_at",
-        "tickers_updated",
-        "tickers_failed",
-        "analyses_created",
-        "analyses_fallback",
-        "emails_sent",
-        "emails_failed",
-        "emails_skipped",
-        "estimated_cost_usd",
-    ]
+    list_display = ["date", "status", "started", "tickers", "analyses", "emails", "seconds", "estimated_cost_usd"]
     list_filter = ["status", "dry_run", "date"]
     fields = [("durations_table" if f.name == "durations" else f.name) for f in DailyRun._meta.fields if f.name != "id"]
     readonly_fields = fields
     search_fields = ["summary"]
     change_list_template = "admin/newsletters/dailyrun/change_list.html"
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, run: DailyRun) -> str:
+        return timezone.localtime(run.started_at).strftime("%b %d %H:%M")
+
+    @admin.display(description="Tickers")
+    def tickers(self, run: DailyRun):
+        return format_html(
+            '<span title="updated / stale / failed">{} / {} / {}</span>',
+            run.tickers_updated,
+            run.tickers_stale,
+            run.tickers_failed,
+        )
+
+    @admin.display(description="Analyses")
+    def analyses(self, run: DailyRun):
+        return format_html(
+            '<span title="new / cached / fallback">{} / {} / {}</span>',
+            run.analyses_created,
+            run.analyses_cached,
+            run.analyses_fallback,
+        )
+
+    @admin.display(description="Emails")
+    def emails(self, run: DailyRun):
+        return format_html(
+            '<span title="sent / failed / skipped">{} / {} / {}</span>',
+            run.emails_sent,
+            run.emails_failed,
+            run.emails_skipped,
+        )
+
+    @admin.display(description="Seconds")
+    def seconds(self, run: DailyRun) -> str:
+        return f"{sum(float(v) for v in run.durations.values()):.1f}" if run.durations else "—"
 
     @admin.display(description="Durations")
     def durations_table(self, run: DailyRun) -> str:

@@ -1,5 +1,5 @@
 """The email on a phone: in Chromium at 390 px the figures stack two by two, no label breaks inside, the DEMO DATA
-badge stays whole; at desktop width the four figures share one row. Screenshots go to test-artifacts/browser/."""
+badge stays whole; at desktop width the four figures share one row. Screenshots go to test-artifacts/browser/email/."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def test_figures_fit_the_screen(email_html, width):
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.goto(email_html.as_uri())
             layout = page.evaluate(LAYOUT)
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / f"email-{width}px.png"), full_page=False)
+            (SHOTS / "email").mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "email" / f"{width}px.png"), full_page=False)
         finally:
             browser.close()
     boxes = layout["boxes"]

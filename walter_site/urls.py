@@ -17,6 +17,8 @@ def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
 admin.site.site_header = "Walter administration"
 admin.site.site_title = "Walter admin"
 admin.site.index_title = "Walter back office"
+# The lists need the width; the index page lists every model.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path(settings.ADMIN_URL, admin.site.urls),
