@@ -11,6 +11,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 
@@ -60,10 +61,13 @@ def archive_read_text(key: str, storage: Storage | None = None) -> str:
 
 
 def _save(storage: Storage, key: str, data: bytes) -> str:
-    # A rerun overwrites its own copy rather than piling up renamed duplicates.
-    if storage.exists(key):
-        storage.delete(key)
-    return storage.save(key, ContentFile(data))
+    # A rerun overwrites its own copy in one request (the storage is configured to overwrite: S3's
+    # file_overwrite, the file system's allow_overwrite); a renamed duplicate would part the .html from its .eml.
+    saved = storage.save(key, ContentFile(data))
+    if saved != key:
+        storage.delete(saved)
+        raise ImproperlyConfigured(f"the archive storage renamed {key} instead of overwriting it: set it to overwrite")
+    return saved
 
 
 def archive_delete(key: str, storage: Storage | None = None) -> None:

@@ -30,7 +30,7 @@ def isolated_var(settings, tmp_path: Path) -> Path:
         **settings.STORAGES,
         "archive": {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(var / "archive")},
+            "OPTIONS": {"location": str(var / "archive"), "allow_overwrite": True},
         },
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }

@@ -137,7 +137,10 @@ if ARCHIVE_STORAGE_BACKEND == "storages.backends.s3.S3Storage":
         "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
     }
 else:
-    _archive_options = {"location": str(env.path("ARCHIVE_DIR", default=str(VAR_DIR / "archive")))}
+    _archive_options = {
+        "location": str(env.path("ARCHIVE_DIR", default=str(VAR_DIR / "archive"))),
+        "allow_overwrite": True,
+    }
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Hashed, compressed names need `collectstatic` (the image runs it); a local checkout serves the files as they
