@@ -1,8 +1,7 @@
 """How many requests a model server gets at once: additive increase, multiplicative decrease (AIMD), like TCP.
 
-A server that answers 429, 5xx or lets a request time out is saturated: the limit halves (at least 1). Each
-answer at the current limit grows it by 1/limit, so a full round of good answers adds one request, up to the
-configured maximum. A burst of failures from requests sent at the same limit halves it once, not once per request:
+A server that answers 429, 5xx or lets a request time out is saturated: the limit halves (at least 1). A full
+round of good answers (as many as the limit) adds one request, up to the configured maximum. A burst of failures from requests sent at the same limit halves it once, not once per request:
 each request carries the epoch it was sent in, and only a failure from the current epoch cuts again.
 """
 
@@ -26,7 +25,8 @@ class AdaptiveLimit:
     def __init__(self, maximum: int, *, adaptive: bool = True) -> None:
         self.maximum = max(1, int(maximum))
         self.adaptive = adaptive
-        self.limit = float(self.maximum)
+        self.limit = self.maximum
+        self._answers = 0
         self.in_flight = 0
         #: Every whole limit taken, in order, starting with the maximum (for tests, the bench and the run's record).
         self.history: list[int] = [self.maximum]
@@ -35,7 +35,7 @@ class AdaptiveLimit:
 
     @property
     def current(self) -> int:
-        return max(1, int(self.limit))
+        return self.limit
 
     def acquire(self, timeout: float | None = None) -> Ticket | None:
         """A place among the requests in flight, or None when ``timeout`` seconds pass without one."""
@@ -53,10 +53,14 @@ class AdaptiveLimit:
         with self._cond:
             self.in_flight -= 1
             if self.adaptive and outcome == OVERLOAD and ticket.epoch == self._epoch:
-                self.limit = max(1.0, self.limit / 2)
+                self.limit = max(1, self.limit // 2)
                 self._epoch += 1
+                self._answers = 0
             elif self.adaptive and outcome == OK and self.limit < self.maximum:
-                self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+                self._answers += 1
+                if self._answers >= self.limit:
+                    self.limit += 1
+                    self._answers = 0
             if self.history[-1] != self.current:
                 self.history.append(self.current)
             self._cond.notify_all()
