@@ -100,6 +100,22 @@ def test_an_unusable_reply_is_followed_up_once_and_both_replies_are_audited(llm_
     assert AnalystCall.objects.filter(outcome="ok").count() == len(followed_symbols()) - 1
 
 
+@pytest.mark.django_db
+def test_a_slow_model_never_makes_the_newsletter_late(llm_settings, server, outbox, trading_day):
+    server.slots, server.answer_delay = 1, 0.3  # 17 tickers would take 5 s; the stage has 1 s
+    llm_settings.ANALYSIS_TIME_BUDGET = 1.0
+    call_command("seed_demo", "--quiet")
+    call_command("run_daily", "--date", trading_day.isoformat())
+    run = DailyRun.objects.get(date=trading_day)
+    tickers = len(followed_symbols())
+    assert run.durations["analysis"] < 1.0 + 0.5
+    assert run.analyses_created >= 1 and run.analyses_created + run.analyses_fallback == tickers
+    late = Analysis.objects.filter(date=trading_day).exclude(fallback_reason="")
+    assert late.count() == run.analyses_fallback and all(a.automated for a in late)
+    assert all("time budget ran out" in a.fallback_reason for a in late)
+    assert len(list(outbox.glob("*.eml"))) == 5  # everyone got the issue, on time, automated where it had to be
+
+
 # -- a real process, killed -------------------------------------------------------------------------------
 
 
