@@ -144,14 +144,18 @@ def analyses_ensure(
             stage.errors[snapshot.symbol] = result.fallback_reason
         else:
             stage.created += 1
-        analyses[snapshot.symbol] = analysis_store(
-            ticker_id=ticker_ids[snapshot.symbol],
-            day=day,
-            snapshot=snapshot,
-            result=result,
-            model=analyst.model,
-            prompt_version=analyst.prompt_version,
-        )
+        try:
+            analyses[snapshot.symbol] = analysis_store(
+                ticker_id=ticker_ids[snapshot.symbol],
+                day=day,
+                snapshot=snapshot,
+                result=result,
+                model=analyst.model,
+                prompt_version=analyst.prompt_version,
+            )
+        except Exception as exc:  # one ticker that cannot be kept never stops the others; its card has no analysis
+            logger.exception("analysis of %s could not be stored", snapshot.symbol)
+            stage.errors[snapshot.symbol] = f"not stored: {type(exc).__name__}: {exc}"[:2000]
 
     analyze_all(analyst=analyst, snapshots=todo, budget=budget, on_result=store)
     analyses_publish(shared_tables=shared_tables, stage=stage)

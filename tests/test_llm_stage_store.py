@@ -116,6 +116,29 @@ def test_a_slow_model_never_makes_the_newsletter_late(llm_settings, server, outb
     assert len(list(outbox.glob("*.eml"))) == 5  # everyone got the issue, on time, automated where it had to be
 
 
+@pytest.mark.django_db
+def test_an_analysis_that_cannot_be_stored_never_stops_the_others(
+    llm_settings, server, outbox, trading_day, monkeypatch
+):
+    from newsletters import analysis as stage
+
+    call_command("seed_demo", "--quiet")
+    first = sorted(followed_symbols())[0]
+    real_store = stage.analysis_store
+
+    def store(*, snapshot, **kwargs):
+        if snapshot.symbol == first:
+            raise ValueError("value too long for type character varying(200)")
+        return real_store(snapshot=snapshot, **kwargs)
+
+    monkeypatch.setattr(stage, "analysis_store", store)
+    call_command("run_daily", "--date", trading_day.isoformat())
+    run = DailyRun.objects.get(date=trading_day)
+    assert "not stored: ValueError" in run.errors["analysis"][first]
+    assert Analysis.objects.filter(date=trading_day).count() == len(followed_symbols()) - 1
+    assert len(list(outbox.glob("*.eml"))) == 5
+
+
 # -- a real process, killed -------------------------------------------------------------------------------
 
 
