@@ -93,6 +93,9 @@ class Analysis(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When the shared tables took it; empty: the next run offers it."
+    )
 
     class Meta:
         ordering = ["-date", "ticker__symbol"]

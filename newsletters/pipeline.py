@@ -87,6 +87,8 @@ def daily_run(
             run.estimated_cost_usd = _cost(analysis.input_tokens, analysis.output_tokens)
             if analysis.errors:
                 errors["analysis"] = analysis.errors
+            if analysis.publish_errors:  # a side output: retried by the next run, never stops the email
+                errors["analysis_publish"] = analysis.publish_errors
             run.durations["analysis"] = round(time.monotonic() - started, 3)
         else:
             analyses = stored_analyses(day=day, symbols=symbols, analyst=analyst)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 from django.core.cache import cache
@@ -222,10 +223,21 @@ def test_server_errors_are_retried_a_bounded_number_of_times(server):
     assert server.count() == 3
 
 
-def test_a_reply_slower_than_the_timeout_is_a_failure_not_a_hang(server):
-    server.script(Reply(body=completion("{}").body, delay=2.0))
-    with pytest.raises(AnalystError, match="timed out after 1 attempts"):
-        make_analyst(server, timeout=0.3, retries=0).analyze(snapshot())
+def test_a_reply_slower_than_the_deadline_is_abandoned_at_the_deadline_and_not_retried(server):
+    server.script(Reply(body=completion("{}").body, delay=3.0))
+    started = time.monotonic()
+    with pytest.raises(AnalystError, match="time budget ran out while the model was answering") as failed:
+        make_analyst(server, retries=2).analyze(snapshot(), deadline=started + 0.5)
+    assert time.monotonic() - started < 2.0
+    assert server.count() == 1  # a timeout is not retried into a busy server
+    assert [c["error"] for c in failed.value.calls] == ["timed out"]
+
+
+def test_an_optional_per_request_cap_says_so(server):
+    server.script(Reply(body=completion("{}").body, delay=3.0))
+    with pytest.raises(AnalystError, match=r"within LLM_TIMEOUT \(0.3 s\)"):
+        make_analyst(server, timeout=0.3).analyze(snapshot())
+    assert server.count() == 1
 
 
 def test_a_refusal_is_a_failure(server):

@@ -196,11 +196,15 @@ LLM_MODEL = env.str("LLM_MODEL", default="")
 # retries (its own: the client's are off), sampling, concurrency and a request budget shared through the cache.
 LLM_PROMPT_VERSION = env.str("LLM_PROMPT_VERSION", default="v1")
 LLM_RESPONSE_FORMAT = env.str("LLM_RESPONSE_FORMAT", default="auto")  # auto, json_schema, json_object or plain
-LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=30.0)
+# 0: no per-request cap; a request may take what is left of ANALYSIS_TIME_BUDGET (a cap counts queue time too).
+LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=0.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
 LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
-LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=600)
-LLM_PARALLELISM = env.int("LLM_PARALLELISM", default=4)
+# 0: derived from the reply's JSON schema (newsletters.analysts.replies.reply_token_budget, about 660).
+LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=0)
+LLM_PARALLELISM = env.int("LLM_PARALLELISM", default=4)  # the most; 429, 5xx and timeouts lower it for a while
+# Seconds the analysis stage may take; tickers not analysed by then get the rule-based analysis.
+ANALYSIS_TIME_BUDGET = env.float("ANALYSIS_TIME_BUDGET", default=1200.0)
 LLM_REQUESTS_PER_MINUTE = env.float("LLM_REQUESTS_PER_MINUTE", default=60.0)
 LLM_RETRY_AFTER_DEFAULT = env.float("LLM_RETRY_AFTER_DEFAULT", default=5.0)
 LLM_RETRY_AFTER_MAX = env.float("LLM_RETRY_AFTER_MAX", default=120.0)

@@ -49,4 +49,6 @@ class Analyst(Protocol):
     model: str
     prompt_version: str
 
-    def analyze(self, snapshot: TickerSnapshot) -> AnalysisResult: ...
+    def analyze(self, snapshot: TickerSnapshot, *, deadline: float | None = None) -> AnalysisResult:
+        """The analysis; ``deadline`` (a time.monotonic() value) is when the stage stops waiting for it."""
+        ...

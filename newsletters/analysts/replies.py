@@ -7,6 +7,7 @@ reply is used only when it has exactly the structure the email needs and every n
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -16,6 +17,8 @@ from .base import STANCES
 from .grounding import ungrounded_numbers
 
 HEADLINE_MAX = 90
+SUMMARY_MAX = 600  # four sentences of about 150 characters
+ITEM_MAX = 160  # one key point or risk
 POINTS_MAX = 3
 RISKS_MAX = 2
 SUMMARY_SENTENCES = (2, 4)
@@ -25,15 +28,42 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "headline": {"type": "string", "maxLength": HEADLINE_MAX},
-        "summary": {"type": "string"},
+        "summary": {"type": "string", "maxLength": SUMMARY_MAX},
         "stance": {"type": "string", "enum": list(STANCES)},
         "score": {"type": "integer", "minimum": 0, "maximum": 100},
-        "points": {"type": "array", "items": {"type": "string"}, "maxItems": POINTS_MAX},
-        "risks": {"type": "array", "items": {"type": "string"}, "maxItems": RISKS_MAX},
+        "points": {"type": "array", "items": {"type": "string", "maxLength": ITEM_MAX}, "maxItems": POINTS_MAX},
+        "risks": {"type": "array", "items": {"type": "string", "maxLength": ITEM_MAX}, "maxItems": RISKS_MAX},
     },
     "required": ["headline", "summary", "stance", "score", "points", "risks"],
     "additionalProperties": False,
 }
+
+# Tokenizers of the GPT and Llama 3 families average about 4 characters of English per token; JSON punctuation,
+# numbers and short words cost more, so count 3. The margin covers indentation and a closing code fence.
+CHARS_PER_TOKEN = 3
+TOKEN_MARGIN = 1.25
+
+
+def reply_token_budget(schema: dict[str, Any] = SCHEMA) -> int:
+    """Enough output tokens for the longest reply the schema allows, and not many more.
+
+    Too few cuts a valid answer off mid-JSON; too many lets a rambling model hold a one-slot server for longer.
+    The longest reply is the schema's skeleton (keys, quotes, brackets, the longest enum value, the largest
+    number) plus every string at its maxLength, every list at its maxItems.
+    """
+    chars = 2  # the braces
+    for key, spec in schema["properties"].items():
+        chars += len(key) + 4  # "key": and a comma
+        if spec["type"] == "string":
+            chars += spec.get("maxLength") or max((len(v) for v in spec.get("enum", [])), default=0)
+            chars += 2
+        elif spec["type"] == "integer":
+            chars += len(str(spec.get("maximum", 100)))
+        elif spec["type"] == "array":
+            items = spec.get("maxItems", 1)
+            chars += 2 + items * (spec["items"].get("maxLength", 0) + 4)
+    return math.ceil(chars / CHARS_PER_TOKEN * TOKEN_MARGIN)
+
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 # A sentence ends at . ! or ? followed by a space and a capital (so "2.3%" or "U.S. stocks" do not split).
@@ -82,6 +112,8 @@ def _text_list(data: dict[str, Any], key: str, most: int) -> list[str]:
         raise InvalidReply(f'"{key}" must be a list of short texts')
     if len(value) > most:
         raise InvalidReply(f'"{key}" has {len(value)} items; at most {most} are allowed')
+    if any(len(v.strip()) > ITEM_MAX for v in value):
+        raise InvalidReply(f'each of "{key}" must have at most {ITEM_MAX} characters')
     return [v.strip() for v in value]
 
 
@@ -106,6 +138,8 @@ def validate(data: dict[str, Any], snapshot: TickerSnapshot) -> dict[str, Any]:
         low, high = SUMMARY_SENTENCES
         if not low <= count <= high:
             problems.append(f'"summary" has {count} sentences; it must have {low} to {high}')
+        if len(summary.strip()) > SUMMARY_MAX:
+            problems.append(f'"summary" has {len(summary.strip())} characters; at most {SUMMARY_MAX} are allowed')
     stance = str(data["stance"]).strip().lower()
     if stance not in STANCES:
         problems.append(f'"stance" must be one of {", ".join(STANCES)}')

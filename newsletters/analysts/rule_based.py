@@ -18,7 +18,7 @@ class RuleBasedAnalyst:
     model = "rule-based"
     prompt_version = "rules-1"
 
-    def analyze(self, snapshot: TickerSnapshot) -> AnalysisResult:
+    def analyze(self, snapshot: TickerSnapshot, *, deadline: float | None = None) -> AnalysisResult:
         s = snapshot
         name = s.name or s.symbol
         if not s.has_data:

@@ -5,6 +5,11 @@ scenarios that are served first, in order: replies recorded from a llama.cpp ser
 JSON in prose or code fences, schema violations, invented numbers, 429 with Retry-After, 500, answers slower
 than the client's timeout, refusals. ``refuse_json_schema`` makes it answer structured-output requests the way
 llama.cpp does (HTTP 500 with a validation message). Every request is recorded so tests can count them.
+
+``slots`` makes it behave like llama.cpp's server under load: at most that many requests are worked on at once,
+each for ``answer_delay`` seconds, and the others wait in a queue. A client that hangs up while its request is
+queued or being worked on is counted in ``abandoned`` (llama.cpp logs these and drops the task); ``in_flight`` and
+``max_in_flight`` count the requests the server holds, queued or not.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -96,8 +103,17 @@ class FakeOpenAI:
         self.scripts: deque[Reply | Callable[[dict[str, Any]], Reply]] = deque()
         self.refuse_json_schema = False
         self.answer_delay = 0.0
+        #: How many requests are worked on at once (None: as many as arrive); the rest queue.
+        self.slots: int | None = None
+        self.abandoned = 0
+        self.answered = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._slot_lock = threading.Lock()
+        self._slot_free = threading.Condition(self._slot_lock)
+        self._busy = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -133,6 +149,45 @@ class FakeOpenAI:
     def count(self) -> int:
         return len(self.requests)
 
+    def formats(self) -> list[str | None]:
+        """The response_format type of every request, in order (None: plain instructions)."""
+        return [(r.get("response_format") or {}).get("type") for r in self.requests]
+
+    # -- one slot, like llama.cpp: queue, work, notice a client that hung up ------------------------------
+
+    @staticmethod
+    def _hung_up(sock: socket.socket) -> bool:
+        """True once the client closed its end (a readable socket with nothing to read)."""
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _take_slot(self, sock: socket.socket) -> bool:
+        """Wait for a free slot; False when the client hung up while queued."""
+        with self._slot_free:
+            while self.slots is not None and self._busy >= self.slots:
+                self._slot_free.wait(0.02)
+                if self._hung_up(sock):
+                    return False
+            self._busy += 1
+            return True
+
+    def _free_slot(self) -> None:
+        with self._slot_free:
+            self._busy -= 1
+            self._slot_free.notify()
+
+    def _work(self, sock: socket.socket, seconds: float) -> bool:
+        """Spend ``seconds`` on the answer; False when the client hung up meanwhile."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.02, left))
+            if self._hung_up(sock):
+                return False
+        return True
+
     def _next(self, request: dict[str, Any]) -> Reply:
         fmt = (request.get("response_format") or {}).get("type")
         if self.refuse_json_schema and fmt == "json_schema":
@@ -153,9 +208,26 @@ class FakeOpenAI:
             request = {}
         with self._lock:
             self.requests.append(request)
-        reply = self._next(request)
-        if reply.delay:
-            time.sleep(reply.delay)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._answer(handler, request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, handler: BaseHTTPRequestHandler, request: dict[str, Any]) -> None:
+        sock = handler.connection
+        if not self._take_slot(sock):
+            self._abandon(handler)
+            return
+        try:
+            reply = self._next(request)
+            if reply.delay and not self._work(sock, reply.delay):
+                self._abandon(handler)
+                return
+        finally:
+            self._free_slot()
         body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
         data = body.encode()
         try:
@@ -166,5 +238,40 @@ class FakeOpenAI:
                 handler.send_header(name, value)
             handler.end_headers()
             handler.wfile.write(data)
+            handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (its timeout), as a real client does
+            self._abandon(handler)  # the client gave up (its timeout), as a real client does
+            return
+        with self._lock:
+            self.answered += 1
+
+    def _abandon(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.abandoned += 1
+        handler.close_connection = True
+
+
+# -- the bad days, as replies to script --------------------------------------------------------------------
+
+
+def overloaded(status: int = 503) -> Reply:
+    """A server that cannot take the request now (503 busy, 502 from a proxy, 500)."""
+    return Reply(status, {"error": {"message": "server busy", "type": "unavailable"}})
+
+
+def rate_limited(retry_after: float | None = None) -> Reply:
+    return Reply(
+        429,
+        {"error": {"message": "rate limit reached", "type": "rate_limit"}},
+        headers={"Retry-After": str(retry_after)} if retry_after is not None else {},
+    )
+
+
+def garbage() -> Reply:
+    """An HTTP 200 whose body is not JSON at all (a proxy's error page, a cut-off body)."""
+    return Reply(200, "<html><body>502 Bad Gateway</body></html>")
+
+
+def not_json() -> Reply:
+    """A well-formed completion whose text holds no JSON: the model chatted instead of answering."""
+    return completion("Sure! Microsoft had a good day, and the outlook is positive overall.")
