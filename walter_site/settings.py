@@ -330,7 +330,10 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "walter_site.logging.LogContextFilter"}},
+    "filters": {
+        "context": {"()": "walter_site.logging.LogContextFilter"},
+        "redact": {"()": "walter_site.logging.RedactFilter"},
+    },
     "formatters": {
         "plain": {
             "()": "walter_site.logging.PlainFormatter",
@@ -348,7 +351,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["context"],
+            "filters": ["context", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
