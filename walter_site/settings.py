@@ -379,3 +379,7 @@ SES_EVENTS_TOPIC_ARNS = env.list("SES_EVENTS_TOPIC_ARNS", default=[])
 SNS_MAX_AGE_SECONDS = env.int("SNS_MAX_AGE_SECONDS", default=3600)
 # Soft bounces in a row after which an address is suppressed as bounced.
 SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)
+# Links that download or delete a subscriber's data: sent on request, valid this many seconds, at most
+# DATA_LINK_LIMIT_PER_HOUR emails of them per subscriber per hour.
+DATA_LINK_MAX_AGE = env.int("DATA_LINK_MAX_AGE", default=3600)
+DATA_LINK_LIMIT_PER_HOUR = env.int("DATA_LINK_LIMIT_PER_HOUR", default=5)
