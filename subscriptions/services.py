@@ -153,7 +153,10 @@ def subscriber_delivered(*, subscriber: Subscriber) -> None:
 
 def subscriber_data_link_send(*, subscriber: Subscriber, purpose: str) -> None:
     """Someone holding the subscriber's preferences link asked to download or delete the data: that link may have
-    been forwarded, so the action itself waits for a fresh link that only the address's owner receives."""
+    been forwarded, so the action itself waits for a fresh link that only the address's owner receives.
+
+    Sent at once, not on commit: nothing is written, and the caller must learn when the email service refuses.
+    """
     if purpose not in tokens.DATA_PURPOSES:
         raise ValueError(f"not a data request: {purpose!r}")
-    transaction.on_commit(lambda: emails.data_link_email_send(subscriber=subscriber, purpose=purpose))
+    emails.data_link_email_send(subscriber=subscriber, purpose=purpose)

@@ -4,6 +4,7 @@ fresh link sent to the address), and the ticker search they use."""
 from __future__ import annotations
 
 import json
+import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -32,6 +33,7 @@ from .services import (
 )
 
 HOUR = 3600
+logger = logging.getLogger("walter.subscriptions")
 
 
 def _subscriber(purpose: str, token: str) -> Subscriber | None:
@@ -159,16 +161,22 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             }[action]
         elif action in ("export", "delete"):
             # This page's link sits in every email, forwarded copies too: the data goes only to the address.
-            if allow(f"data-link:{subscriber.pk}", settings.DATA_LINK_LIMIT_PER_HOUR, HOUR):
-                purpose = tokens.EXPORT if action == "export" else tokens.DELETE
-                subscriber_data_link_send(subscriber=subscriber, purpose=purpose)
-                context["notice"] = (
-                    f"We have emailed a link to {'download' if action == 'export' else 'delete'} your data to your "
-                    f"address. It works for {settings.DATA_LINK_MAX_AGE // 60} minutes."
-                )
-            else:
+            if not allow(f"data-link:{subscriber.pk}", settings.DATA_LINK_LIMIT_PER_HOUR, HOUR):
                 context["error"] = "Too many links asked for in the last hour. Use the one already emailed to you."
                 status = 429
+            else:
+                purpose = tokens.EXPORT if action == "export" else tokens.DELETE
+                try:
+                    subscriber_data_link_send(subscriber=subscriber, purpose=purpose)
+                except Exception:  # the email service is down or refused: say so, nothing has changed
+                    logger.exception("the %s link for subscriber %s could not be emailed", purpose, subscriber.pk)
+                    context["error"] = "We could not send the email just now. Nothing has changed; try again later."
+                    status = 503
+                else:
+                    context["notice"] = (
+                        f"We have emailed a link to {'download' if action == 'export' else 'delete'} your data to "
+                        f"your address. It works for {settings.DATA_LINK_MAX_AGE // 60} minutes."
+                    )
         else:
             context["error"] = "That change is not possible."
             status = 400

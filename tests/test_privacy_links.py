@@ -23,6 +23,7 @@ from newsletters.models import Delivery
 from subscriptions import links, tokens
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_create
+from tests.fakes.email_backends import ScriptedSESBackend
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
@@ -179,3 +180,19 @@ def test_asking_for_data_links_again_and_again_is_limited(
             answers.append(client.post(preferences, {"action": "export"}).status_code)
     assert answers == [200, 200, 429]
     assert len(messages_in(outbox)) == 2
+
+
+def test_when_the_link_cannot_be_emailed_the_page_says_so_and_nothing_changes(
+    sent, client, outbox, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = "tests.fakes.email_backends.ScriptedSESBackend"
+    ScriptedSESBackend.reset({ADDRESS: [("InternalFailure", f"could not deliver to {ADDRESS}")]})
+    preferences = local(links.preferences_url(sent.subscriber.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(preferences, {"action": "delete"})
+    assert answer.status_code == 503 and b"could not send the email" in answer.content
+    assert Subscriber.objects.filter(pk=sent.subscriber.pk, status=Subscriber.Status.ACTIVE).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(preferences, {"action": "delete"})
+    assert again.status_code == 200 and len(ScriptedSESBackend.sent) == 1, "the next try goes out"
