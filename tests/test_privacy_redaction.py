@@ -155,3 +155,29 @@ def test_every_configured_log_line_is_redacted_message_arguments_traceback_and_e
     line = buffer.getvalue()
     assert "send to <address> failed" in line and "ValueError: refused <address>" in line
     assert "@example.com" not in line
+
+
+def test_the_migration_redacts_errors_stored_before_redaction(db, trading_day):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from newsletters.models import Issue
+
+    migration = import_module("newsletters.migrations.0004_redact_stored_errors")
+    issue = Issue.objects.create(date=trading_day)
+    old = Delivery.objects.create(issue=issue, error=f"rejected: MessageRejected: not verified: {REJECTED}")
+    clean = Delivery.objects.create(issue=issue, error="send: InternalFailure: try later")
+    run = DailyRun.objects.create(date=trading_day)
+    # Written as before this change: past the pre_save redaction, as the old code's rows are.
+    DailyRun.objects.filter(pk=run.pk).update(
+        errors={"delivery_ambiguous": {"count": 1, "emails": [READERS[2]]}}, summary=f"stopped at {READERS[2]}"
+    )
+
+    migration.redact_stored_errors(apps, None)
+
+    old.refresh_from_db(), clean.refresh_from_db(), run.refresh_from_db()
+    assert old.error == "rejected: MessageRejected: not verified: <address>"
+    assert clean.error == "send: InternalFailure: try later"
+    assert run.errors == {"delivery_ambiguous": {"count": 1, "emails": ["<address>"]}}
+    assert run.summary == "stopped at <address>"
