@@ -59,8 +59,10 @@ class RedactFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg, record.args = redact(message), None
+        if isinstance(record.msg, dict):  # the JSON formatter writes a dict message as fields: keep it one
+            record.msg = redact_data(record.msg)
+        else:
+            record.msg, record.args = redact(record.getMessage()), None
         if record.exc_info:
             # Formatted here, once, so every formatter (plain or JSON) writes the redacted text.
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
