@@ -58,8 +58,11 @@ def _archived_delivery(token: str) -> Delivery:
     return delivery
 
 
-# Attributes whose URL a reader's browser follows or submits to.
-LINK_ATTRIBUTE = re.compile(r"""\b(href|action|formaction)\s*=\s*(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+# Attributes whose URL a reader's browser follows or submits to. The lookahead lets the engine skip most positions
+# of a 100 KB email at once (twice as fast as without; see bench/privacy.py).
+LINK_ATTRIBUTE = re.compile(
+    r"""(?=[hafHAF])\b(href|action|formaction)\s*=\s*(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL
+)
 
 
 def acts_as_subscriber(url: str) -> bool:
