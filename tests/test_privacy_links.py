@@ -56,6 +56,8 @@ def test_no_link_in_the_view_in_browser_copy_acts_as_the_subscriber(sent, outbox
     anonymous = Client()
     page = anonymous.get(local(view_url(str(sent.token))))
     assert page.status_code == 200
+    # The page's own URL is a capability: a click to another site must not carry it in the Referer.
+    assert page["Referrer-Policy"] in ("same-origin", "no-referrer", "strict-origin", "origin")
     html = page.content.decode()
     targets = {unescape(u) for u in re.findall(r"""(?:href|action)\s*=\s*["']([^"']*)["']""", html, re.I)}
     assert targets, "the copy has its links"
