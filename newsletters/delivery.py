@@ -22,6 +22,7 @@ from django.utils import timezone
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 from subscriptions.selectors import subscribers_receiving, symbols_by_subscriber
+from walter_site.redaction import redact
 
 from .archive import archive_write
 from .compose import IssueContent, PersonalLinks, email_compose
@@ -300,6 +301,6 @@ def _record(delivery: Delivery, outcome: Outcome, stage: DeliveryStage) -> None:
 
 def _finish(delivery: Delivery, status: str, *, error: str = "", retryable: bool = False) -> None:
     delivery.status = status
-    delivery.error = error[:2000]
+    delivery.error = redact(error)[:2000]
     delivery.retryable = retryable
     delivery.updated_at = timezone.now()

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.mail import mail_admins
 
 from walter_site.logging import log_context, log_context_bind
+from walter_site.redaction import redact
 
 from .models import DailyRun
 
@@ -129,8 +130,12 @@ def alert_text(run: DailyRun) -> tuple[str, str]:
 
 
 def alert(run: DailyRun) -> None:
-    """Email ADMINS and publish to SNS. A broken alert channel is logged, never allowed to mask the run's result."""
-    subject, body = alert_text(run)
+    """Email ADMINS and publish to SNS. A broken alert channel is logged, never allowed to mask the run's result.
+
+    An alert is kept in inboxes and SNS subscribers that erasure never reaches: it names no address, even when
+    the run was never saved (``run_crashed``) and so never went through the run record's redaction.
+    """
+    subject, body = (redact(text) for text in alert_text(run))
     try:
         mail_admins(subject, body)
     except Exception:

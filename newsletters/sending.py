@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
 from walter_site.ratelimit import Pacer
+from walter_site.redaction import redact
 
 logger = logging.getLogger("walter.sending")
 
@@ -61,6 +62,13 @@ class Refusal:
 
 
 def refusal_of(exc: BaseException) -> Refusal:
+    """What an exception from the email backend means; its reason is stored and logged, so it holds no address
+    (SES and anymail name the recipient in their error texts)."""
+    refusal = _refusal_of(exc)
+    return Refusal(refusal.kind, redact(refusal.reason))
+
+
+def _refusal_of(exc: BaseException) -> Refusal:
     """What an exception from the email backend means, from the AWS error code when there is one."""
     if isinstance(exc, (AnymailInvalidAddress, AnymailRecipientsRefused)):
         return Refusal("rejected", str(exc))

@@ -6,14 +6,16 @@ import uuid
 from typing import Any
 
 from django.db import transaction
+from django.db.models.signals import pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
 from subscriptions.signals import ses_event_received, subscriber_erasing, subscriber_exporting
+from walter_site.redaction import redact, redact_data
 
 from .archive import archive_delete
 from .messages import DELIVERY_TAG
-from .models import Delivery
+from .models import DailyRun, Delivery
 
 
 @receiver(subscriber_erasing)
@@ -90,3 +92,11 @@ def _feedback_of(event: dict) -> str:
         bounce = event.get("bounce") if isinstance(event.get("bounce"), dict) else {}
         return Delivery.Feedback.BOUNCED if bounce.get("bounceType") == "Permanent" else Delivery.Feedback.SOFT_BOUNCE
     return ""
+
+
+@receiver(pre_save, sender=DailyRun)
+def daily_run_redact(sender: Any, instance: DailyRun, **kwargs: Any) -> None:
+    """A run record outlives erasure, so it names deliveries by token, never by address: whatever error text a
+    stage collected (an exception's message, a vendor's answer) is stored without the addresses in it."""
+    instance.errors = redact_data(instance.errors)
+    instance.summary = redact(instance.summary or "")

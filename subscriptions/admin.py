@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import QuerySet
+from django.dispatch import receiver
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from .models import Subscriber
 from .selectors import subscriber_export_rows, subscriber_status_counts
-from .services import subscriber_resend_confirmation, subscriber_suppress, subscriber_unsuppress
+from .services import subscriber_erase, subscriber_resend_confirmation, subscriber_suppress, subscriber_unsuppress
+from .signals import subscriber_erasing
 
 CSV_HEADER = ("email", "status", "tickers", "created", "confirmed")
 # A spreadsheet runs a cell starting with one of these as a formula; an address may legally start with "=" or "+".
@@ -61,6 +66,15 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tickers")
+
+    # Deleting a subscriber here is an erasure like the subscriber's own: their deliveries lose the address and
+    # their archived emails go (a plain delete would leave both behind).
+    def delete_model(self, request: HttpRequest, obj: Subscriber) -> None:
+        subscriber_erase(subscriber=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        for subscriber in queryset:
+            subscriber_erase(subscriber=subscriber)
 
     @admin.display(description="Tickers")
     def ticker_list(self, obj: Subscriber) -> str:
@@ -119,3 +133,12 @@ class SubscriberAdmin(admin.ModelAdmin):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="walter-subscribers-{stamp}.csv"'
         return response
+
+
+@receiver(subscriber_erasing)
+def admin_log_forget(sender: Any, subscriber: Subscriber, **kwargs: Any) -> None:
+    """The admin's history names an object by its ``str()``, the address: an erased subscriber's entries keep
+    only the id (the admin logs a deletion before it deletes, so that entry is renamed too)."""
+    LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Subscriber), object_id=str(subscriber.pk)
+    ).update(object_repr=f"Subscriber #{subscriber.pk} (erased)")

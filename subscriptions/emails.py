@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
-from . import links
+from . import links, tokens
 from .models import Subscriber
 
 
@@ -38,4 +38,19 @@ def manage_email_send(*, subscriber: Subscriber) -> None:
         subject="Your Walter subscription",
         template="manage",
         context={"preferences_url": links.preferences_url(subscriber.pk)},
+    )
+
+
+def data_link_email_send(*, subscriber: Subscriber, purpose: str) -> None:
+    """The fresh link that downloads or deletes the subscriber's data, to their own address only."""
+    download = purpose == tokens.EXPORT
+    _send(
+        subscriber=subscriber,
+        subject="Download your Walter data" if download else "Delete your Walter data",
+        template="data_link",
+        context={
+            "download": download,
+            "url": links.data_link_url(purpose, subscriber.pk),
+            "minutes": settings.DATA_LINK_MAX_AGE // 60,
+        },
     )

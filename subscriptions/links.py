@@ -20,3 +20,9 @@ def preferences_url(subscriber_id: int) -> str:
 
 def confirm_url(subscriber_id: int) -> str:
     return absolute(reverse("subscriptions:confirm", args=[tokens.make_token(tokens.CONFIRM, subscriber_id)]))
+
+
+def data_link_url(purpose: str, subscriber_id: int) -> str:
+    """A fresh, short-lived link that downloads (``tokens.EXPORT``) or deletes (``tokens.DELETE``) the data."""
+    name = {tokens.EXPORT: "subscriptions:data_export", tokens.DELETE: "subscriptions:data_delete"}[purpose]
+    return absolute(reverse(name, args=[tokens.make_token(purpose, subscriber_id)]))

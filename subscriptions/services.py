@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from markets.services import ticker_ensure
 
-from . import emails, signals
+from . import emails, signals, tokens
 from .models import Subscriber
 
 
@@ -149,3 +149,14 @@ def subscriber_delivered(*, subscriber: Subscriber) -> None:
     """A delivery went through: soft bounces are counted in a row, so the count starts again."""
     if subscriber.soft_bounces:
         Subscriber.objects.filter(pk=subscriber.pk).update(soft_bounces=0)
+
+
+def subscriber_data_link_send(*, subscriber: Subscriber, purpose: str) -> None:
+    """Someone holding the subscriber's preferences link asked to download or delete the data: that link may have
+    been forwarded, so the action itself waits for a fresh link that only the address's owner receives.
+
+    Sent at once, not on commit: nothing is written, and the caller must learn when the email service refuses.
+    """
+    if purpose not in tokens.DATA_PURPOSES:
+        raise ValueError(f"not a data request: {purpose!r}")
+    emails.data_link_email_send(subscriber=subscriber, purpose=purpose)

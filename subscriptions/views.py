@@ -1,8 +1,10 @@
-"""The subscriber's pages: subscribe, confirm, preferences, unsubscribe, and the ticker search they use."""
+"""The subscriber's pages: subscribe, confirm, preferences, unsubscribe, their data's download and deletion (by a
+fresh link sent to the address), and the ticker search they use."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -22,6 +24,7 @@ from .forms import MAX_TICKERS, SubscribeForm, TickersForm
 from .models import Subscriber
 from .services import (
     subscriber_confirm,
+    subscriber_data_link_send,
     subscriber_erase,
     subscriber_export,
     subscriber_set_status,
@@ -30,6 +33,7 @@ from .services import (
 )
 
 HOUR = 3600
+logger = logging.getLogger("walter.subscriptions")
 
 
 def _subscriber(purpose: str, token: str) -> Subscriber | None:
@@ -122,7 +126,12 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         return _invalid_link(request)
     symbols = sorted(subscriber.tickers.values_list("symbol", flat=True))
     tickers_form = TickersForm(initial={"tickers": ", ".join(symbols)})
-    context = {"subscriber": subscriber, "symbols": symbols, "max_tickers": MAX_TICKERS}
+    context = {
+        "subscriber": subscriber,
+        "symbols": symbols,
+        "max_tickers": MAX_TICKERS,
+        "data_link_minutes": settings.DATA_LINK_MAX_AGE // 60,
+    }
     status = 200
     if request.method == "POST":
         action = request.POST.get("action")
@@ -150,18 +159,24 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 "resume": "Resumed: your next email comes on the next trading morning.",
                 "unsubscribe": "Unsubscribed: you will not get another email.",
             }[action]
-        elif action == "export":
-            data = json.dumps(subscriber_export(subscriber=subscriber), indent=2)
-            response = HttpResponse(data, content_type="application/json")
-            response["Content-Disposition"] = 'attachment; filename="walter-my-data.json"'
-            return response
-        elif action == "delete":
-            if request.POST.get("confirm_delete") != "yes":
-                context["error"] = "Tick the box to confirm that everything should be deleted."
-                status = 400
+        elif action in ("export", "delete"):
+            # This page's link sits in every email, forwarded copies too: the data goes only to the address.
+            if not allow(f"data-link:{subscriber.pk}", settings.DATA_LINK_LIMIT_PER_HOUR, HOUR):
+                context["error"] = "Too many links asked for in the last hour. Use the one already emailed to you."
+                status = 429
             else:
-                subscriber_erase(subscriber=subscriber)
-                return render(request, "subscriptions/deleted.html")
+                purpose = tokens.EXPORT if action == "export" else tokens.DELETE
+                try:
+                    subscriber_data_link_send(subscriber=subscriber, purpose=purpose)
+                except Exception:  # the email service is down or refused: say so, nothing has changed
+                    logger.exception("the %s link for subscriber %s could not be emailed", purpose, subscriber.pk)
+                    context["error"] = "We could not send the email just now. Nothing has changed; try again later."
+                    status = 503
+                else:
+                    context["notice"] = (
+                        f"We have emailed a link to {'download' if action == 'export' else 'delete'} your data to "
+                        f"your address. It works for {settings.DATA_LINK_MAX_AGE // 60} minutes."
+                    )
         else:
             context["error"] = "That change is not possible."
             status = 400
@@ -171,6 +186,52 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             tickers_form = TickersForm(initial={"tickers": ", ".join(context["symbols"])})
     context["tickers_form"] = tickers_form
     return render(request, "subscriptions/preferences.html", context, status=status)
+
+
+def _data_request(request: HttpRequest, purpose: str, token: str) -> Subscriber | HttpResponse:
+    """The subscriber a fresh data link is for, or the page that says why the link does not work."""
+    try:
+        subscriber_id = tokens.read_token(purpose, token)
+    except tokens.ExpiredToken:
+        context = {"minutes": settings.DATA_LINK_MAX_AGE // 60}
+        return render(request, "subscriptions/link_expired.html", context, status=410)
+    except tokens.BadToken:
+        return _invalid_link(request)
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+    return subscriber if subscriber is not None else _invalid_link(request)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def data_export(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a button (mail scanners prefetch links and must not carry the data off); its POST downloads."""
+    subscriber = _data_request(request, tokens.EXPORT, token)
+    if isinstance(subscriber, HttpResponse):
+        return subscriber
+    if request.method == "POST":
+        data = json.dumps(subscriber_export(subscriber=subscriber), indent=2)
+        response = HttpResponse(data, content_type="application/json")
+        response["Content-Disposition"] = 'attachment; filename="walter-my-data.json"'
+        return response
+    context = {"subscriber": subscriber, "minutes": settings.DATA_LINK_MAX_AGE // 60}
+    return render(request, "subscriptions/data_export.html", context)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def data_delete(request: HttpRequest, token: str) -> HttpResponse:
+    """GET asks for confirmation; the POST with the box ticked erases. Once erased, the link finds no one."""
+    subscriber = _data_request(request, tokens.DELETE, token)
+    if isinstance(subscriber, HttpResponse):
+        return subscriber
+    context = {"subscriber": subscriber, "minutes": settings.DATA_LINK_MAX_AGE // 60}
+    if request.method == "POST":
+        if request.POST.get("confirm_delete") == "yes":
+            subscriber_erase(subscriber=subscriber)
+            return render(request, "subscriptions/deleted.html")
+        context["error"] = "Tick the box to confirm that everything should be deleted."
+        return render(request, "subscriptions/data_delete.html", context, status=400)
+    return render(request, "subscriptions/data_delete.html", context)
 
 
 @require_safe

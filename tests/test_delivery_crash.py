@@ -111,8 +111,8 @@ def test_killed_mid_send_then_rerun_sends_nobody_twice(job):
     assert set(got) | ambiguous == set(READERS), "every reader got the issue or is reported as in flight"
     assert ambiguous, "killed mid-batch, some deliveries must have been in flight"
     assert len(ambiguous) <= len(KILL_AFTER) * BATCH, "at most one batch per kill is ambiguous"
-    for address in ambiguous:
-        assert address in out, "the rerun lists what it did not resend"
+    assert f"{len(ambiguous)} emails were in flight" in out, "the rerun counts what it did not resend"
+    assert not any(address in out for address in ambiguous), "... naming no address (tokens, in the run record)"
     assert "--resend-ambiguous" in out
 
     # Asked to, the next run sends the ambiguous ones; only they can arrive twice.

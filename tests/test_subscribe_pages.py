@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import json
 import re
 from email import policy
 from pathlib import Path
@@ -13,7 +12,6 @@ from django.core import signing
 from django.core.management import call_command
 from django.test import Client
 
-from newsletters.models import Delivery
 from subscriptions import tokens
 from subscriptions.models import Subscriber
 
@@ -219,27 +217,3 @@ def test_preferences_change_tickers_pause_resume_and_reject_unknown_symbols(clie
     client.post(url, {"action": "resume"})
     assert Subscriber.objects.get(pk=subscriber.pk).status == Subscriber.Status.ACTIVE
     assert client.post(url, {"action": "explode"}).status_code == 400
-
-
-def test_download_and_delete_my_data_erases_deliveries_and_archived_emails(client, trading_day, archive_dir):
-    call_command("seed_demo", "--quiet")
-    call_command("run_daily", "--date", trading_day.isoformat())
-    delivery = Delivery.objects.filter(status=Delivery.Status.SENT).select_related("subscriber").first()
-    subscriber = delivery.subscriber
-    url = f"/preferences/{tokens.make_token(tokens.PREFERENCES, subscriber.pk)}/"
-
-    export = client.post(url, {"action": "export"})
-    assert export["Content-Type"] == "application/json"
-    data = json.loads(export.content)
-    assert data["email"] == subscriber.email and data["emails"][0]["date"] == trading_day.isoformat()
-
-    archived = archive_dir / delivery.archive_key
-    assert archived.exists()
-    assert client.post(url, {"action": "delete"}).status_code == 400  # the box must be ticked
-    response = post(client, url, {"action": "delete", "confirm_delete": "yes"})
-    assert response.status_code == 200 and b"deleted" in response.content
-    assert not Subscriber.objects.filter(pk=subscriber.pk).exists()
-    delivery.refresh_from_db()
-    assert (delivery.subscriber_id, delivery.email, delivery.archive_key) == (None, "", "")
-    assert not archived.exists() and not archived.with_suffix(".eml").exists()
-    assert client.get(url).status_code == 404

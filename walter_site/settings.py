@@ -324,7 +324,10 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "walter_site.logging.LogContextFilter"}},
+    "filters": {
+        "context": {"()": "walter_site.logging.LogContextFilter"},
+        "redact": {"()": "walter_site.logging.RedactFilter"},
+    },
     "formatters": {
         "plain": {
             "()": "walter_site.logging.PlainFormatter",
@@ -342,7 +345,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["context"],
+            "filters": ["context", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
@@ -370,3 +373,7 @@ SES_EVENTS_TOPIC_ARNS = env.list("SES_EVENTS_TOPIC_ARNS", default=[])
 SNS_MAX_AGE_SECONDS = env.int("SNS_MAX_AGE_SECONDS", default=3600)
 # Soft bounces in a row after which an address is suppressed as bounced.
 SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)
+# Links that download or delete a subscriber's data: sent on request, valid this many seconds, at most
+# DATA_LINK_LIMIT_PER_HOUR emails of them per subscriber per hour.
+DATA_LINK_MAX_AGE = env.int("DATA_LINK_MAX_AGE", default=3600)
+DATA_LINK_LIMIT_PER_HOUR = env.int("DATA_LINK_LIMIT_PER_HOUR", default=5)
