@@ -18,6 +18,7 @@ from markets import calendar
 from markets.models import ListedTicker
 from markets.providers import ProviderError
 from markets.providers.demo import DEMO_UNIVERSE
+from markets.providers.polygon import PolygonProvider
 from markets.services import ticker_directory_refresh
 from newsletters.models import DailyRun
 from newsletters.pipeline import daily_run
@@ -25,6 +26,7 @@ from subscriptions import tokens
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_create
 from tests.fakes.polygon_server import FakePolygon, Reply
+from walter_site.ratelimit import Pacer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
@@ -241,3 +243,20 @@ def test_search_ranks_the_symbol_then_prefixes_then_names(client):
         ListedTicker.objects.create(symbol=symbol, name=name, source="test", refreshed_at=now)
     results = [r["symbol"] for r in client.get("/api/tickers/search", {"q": "app"}).json()["results"]]
     assert results == ["APP", "APPX", "AAPL", "PAPP"]
+
+
+# -- the shared Polygon budget: a bounded wait ------------------------------------------------------------------
+
+
+def test_a_polygon_request_whose_slot_is_too_far_fails_at_once_and_sends_nothing(server):
+    """At the free plan's 5 requests a minute, with another process holding the next slots, a caller allowed 2 s
+    fails now instead of sleeping until its turn."""
+    other_process = Pacer.per_minute("polygon", 5, sleep=lambda seconds: None)
+    other_process.acquire()
+    other_process.acquire()
+    provider = PolygonProvider(api_key="k", base_url=server.url, requests_per_minute=5, retries=0, max_wait=2)
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="more than the 2s allowed"):
+        provider.ticker_details("MSFT")
+    assert time.monotonic() - started < 1.0  # generous: without the bound it sleeps 12 s or more
+    assert server.count() == 0
