@@ -491,5 +491,10 @@ def ticker_directory_refresh(*, provider: MarketDataProvider | None = None, forc
             update_fields=["name", "source", "refreshed_at"],
         )
         removed, _ = ListedTicker.objects.filter(refreshed_at__lt=now).delete()
+        # Followed tickers are created from what subscribers typed, without a name: the email shows the listed one.
+        unnamed = [t for t in Ticker.objects.filter(name="") if listed.get(t.symbol)]
+        for ticker in unnamed:
+            ticker.name = listed[ticker.symbol]
+        Ticker.objects.bulk_update(unnamed, ["name"], batch_size=500)
     logger.info("ticker directory: %d listed, %d removed, %d requests", len(rows), removed, requests)
     return DirectoryRefresh(listed=len(rows), removed=removed, requests=requests)

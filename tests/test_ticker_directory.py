@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from markets import calendar
-from markets.models import ListedTicker
+from markets.models import ListedTicker, Ticker
 from markets.providers import ProviderError
 from markets.providers.demo import DEMO_UNIVERSE
 from markets.providers.polygon import PolygonProvider
@@ -81,6 +81,13 @@ def test_a_refresh_follows_next_url_page_by_page_and_stores_every_name(polygon):
     assert first["market"] == ["stocks"] and first["active"] == ["true"] and first["limit"] == ["1000"]
     # The pages after the first send what next_url holds (the cursor), nothing else.
     assert "market" not in polygon.requests[1].query and polygon.requests[1].query["cursor"] == ["1000"]
+
+
+def test_a_refresh_names_the_followed_tickers_that_have_no_name(polygon):
+    subscriber_create(email="ada@example.com", symbols=["MSFT", "NOPE"], status=Subscriber.Status.ACTIVE)
+    ticker_directory_refresh()
+    names = dict(Ticker.objects.values_list("symbol", "name"))
+    assert names == {"MSFT": "Microsoft Corporation", "NOPE": ""}
 
 
 def test_a_second_refresh_the_same_day_makes_no_request_unless_forced(polygon):
