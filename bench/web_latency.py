@@ -46,10 +46,9 @@ def get(port: int, path: str, timeout: float = 60.0) -> tuple[int, float]:
         connection.close()
 
 
-def start_site(workdir: Path, polygon_url: str) -> tuple[subprocess.Popen, int, dict[str, str]]:
-    """A migrated site with its ticker directory loaded, served by gunicorn on a free port."""
-    port = free_port()
-    env = {
+def site_env(workdir: Path, polygon_url: str) -> dict[str, str]:
+    """The environment of a site on a throw-away SQLite database, with Polygon at ``polygon_url``."""
+    return {
         **os.environ,
         "WALTER_VAR_DIR": str(workdir),
         "DATABASE_URL": f"sqlite:///{workdir}/web.sqlite3",
@@ -60,14 +59,28 @@ def start_site(workdir: Path, polygon_url: str) -> tuple[subprocess.Popen, int, 
         "TICKER_SEARCH_LIMIT_PER_MINUTE": "1000000",
         "ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
+    }
+
+
+def manage(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen:
+    """``manage.py <args>`` in its own process (Popen: callers may wait for it, or kill it)."""
+    return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, **kwargs)
+
+
+def start_site(workdir: Path, polygon_url: str) -> tuple[subprocess.Popen, int, dict[str, str]]:
+    """A migrated site with its ticker directory loaded, served by gunicorn on a free port."""
+    port = free_port()
+    env = {
+        **site_env(workdir, polygon_url),
         "PORT": str(port),
         "GUNICORN_WORKERS": os.environ.get("GUNICORN_WORKERS", "1"),
         "GUNICORN_THREADS": os.environ.get("GUNICORN_THREADS", "4"),
     }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    if manage(env, "migrate", "-v0").wait() != 0:
+        raise RuntimeError("migrate failed")
     loading = {**env, "POLYGON_REQUESTS_PER_MINUTE": "600000"}
-    subprocess.run([*manage, "refresh_tickers"], env=loading, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    if manage(loading, "refresh_tickers", stdout=subprocess.DEVNULL).wait() != 0:
+        raise RuntimeError("refresh_tickers failed")
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = (workdir / "gunicorn.log").open("w")
     site = subprocess.Popen(

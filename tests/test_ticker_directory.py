@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import signal
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -302,3 +305,39 @@ def test_healthz_and_pages_answer_while_a_search_flood_runs_on_gunicorn(tmp_path
         assert results[probe] and all(status == 200 for status, _ in results[probe])
         # Generous for a shared 2-core machine (bench/web_latency.py measures it); the old code took over 60 s.
         assert max(seconds for _, seconds in results[probe]) < 2.0
+
+
+def _listing(database: Path) -> set[tuple[str, str, str]]:
+    with sqlite3.connect(database) as connection:
+        return set(connection.execute("SELECT symbol, name, refreshed_at FROM markets_listedticker"))
+
+
+@pytest.mark.slow
+def test_a_refresh_killed_while_it_lists_leaves_the_directory_as_it_was(tmp_path):
+    bench = _bench()
+    polygon = FakePolygon().start()
+    polygon.names.update(MANY)
+    env = {**bench.site_env(tmp_path, polygon.url), "POLYGON_REQUESTS_PER_MINUTE": "600000", "POLYGON_RETRIES": "0"}
+    database = tmp_path / "web.sqlite3"
+    try:
+        assert bench.manage(env, "migrate", "-v0").wait() == 0
+        assert bench.manage(env, "refresh_tickers", stdout=subprocess.DEVNULL).wait() == 0
+        before = _listing(database)
+        assert len(before) == len(polygon._universe())
+        requests = polygon.count(LISTING)
+        # Page 1 answers, page 2 hangs: the process is killed with a page of the list in hand.
+        polygon.script(LISTING, Reply(body=first_page(polygon)), Reply(body={}, delay=60))
+        refresh = bench.manage(env, "refresh_tickers", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while polygon.count(LISTING) < requests + 2:
+            assert time.monotonic() < deadline and refresh.poll() is None
+            time.sleep(0.05)
+        refresh.send_signal(signal.SIGKILL)
+        refresh.wait(timeout=10)
+        assert _listing(database) == before
+        # The next refresh starts over and completes.
+        assert bench.manage(env, "refresh_tickers", stdout=subprocess.DEVNULL).wait() == 0
+        after = _listing(database)
+        assert {s for s, _, _ in after} == {s for s, _, _ in before} and after != before
+    finally:
+        polygon.stop()
