@@ -147,6 +147,12 @@ def test_the_command_refreshes_and_fails_with_one_line(polygon, capsys):
     assert "\n" not in str(failure.value)
 
 
+def test_the_command_without_a_key_is_one_readable_line(polygon, settings):
+    settings.POLYGON_API_KEY = ""
+    with pytest.raises(CommandError, match=r"^the ticker directory was not refreshed .*: POLYGON_API_KEY is not set$"):
+        call_command("refresh_tickers")
+
+
 def test_the_demo_list_is_loaded_with_the_tables():
     assert dict(ListedTicker.objects.values_list("symbol", "name")) == DEMO_UNIVERSE
 
