@@ -77,3 +77,25 @@ class SharedTickerAnalysis(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticker} {self.sort_key}"
+
+
+class ListedTicker(models.Model):
+    """One row of the ticker directory: every listed US stock and its name, replaced in bulk once a day.
+
+    Ticker search and the forms' symbol check read only this table, so a visitor's typing never spends the market
+    data budget the daily job needs, and keeps working while the provider is down.
+    """
+
+    symbol = models.CharField(max_length=16, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=32, help_text="The provider that listed it (demo, polygon).")
+    refreshed_at = models.DateTimeField(db_index=True, help_text="When the refresh that listed it ran.")
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(symbol=Upper("symbol")), name="listed_ticker_symbol_upper_case"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.name}"

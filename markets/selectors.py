@@ -7,13 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from django.core.cache import cache
-
-from walter_site.ratelimit import safe_cache_key
+from django.db.models import Case, When
+from django.db.models.functions import Length
 
 from . import calendar, indicators
-from .models import DailyBar, Ticker
-from .providers import get_provider
+from .models import DailyBar, ListedTicker, Ticker
 from .providers.base import TickerInfo
 from .snapshots import CHART_SESSIONS, TickerSnapshot, clean
 
@@ -144,37 +142,51 @@ def market_closed_reason(day: dt.date, provider: object | None = None) -> str | 
     return f"{day.isoformat()} is a market holiday ({name})" if name else None
 
 
-# -- ticker reference data for the subscribe form ---------------------------------------------------------
-
-_LOOKUP_TTL = 24 * 3600
-_UNKNOWN_TTL = 3600
-_SEARCH_TTL = 3600
+# -- the ticker directory, for the subscribe and preferences forms and their search ------------------------------
 
 
-def ticker_lookup(symbol: str) -> TickerInfo | None:
-    """The listed ticker ``symbol`` (from the market-data provider, cached), or None when there is no such symbol.
+class TickerDirectoryEmpty(Exception):
+    """No ticker list is loaded yet (a fresh install before its first refresh): nothing can be checked."""
 
-    Raises ProviderError when the provider cannot answer: "cannot check now" is not "does not exist".
+    def __init__(self) -> None:
+        super().__init__("The ticker list is not loaded yet. Please try again later.")
+
+
+def listed_tickers(symbols: Iterable[str]) -> dict[str, str]:
+    """The listed ones among ``symbols``, with their names, from the local directory (one query, no provider).
+
+    Raises TickerDirectoryEmpty when no list is loaded: "cannot check yet" is not "does not exist".
     """
-    symbol = symbol.strip().upper()
-    key = f"walter:ticker:lookup:{symbol}"
-    cached = cache.get(key)
-    if cached is not None:
-        return TickerInfo(*cached) if cached else None
-    info = get_provider().ticker_details(symbol)
-    cache.set(key, (info.symbol, info.name, info.active) if info else (), _LOOKUP_TTL if info else _UNKNOWN_TTL)
-    return info
+    wanted = sorted({s.strip().upper() for s in symbols})
+    found = dict(ListedTicker.objects.filter(symbol__in=wanted).values_list("symbol", "name"))
+    if len(found) < len(wanted) and not ListedTicker.objects.exists():
+        raise TickerDirectoryEmpty()
+    return found
 
 
 def ticker_search(query: str, limit: int = 8) -> list[TickerInfo]:
-    """Listed tickers matching ``query`` by symbol or name, best first (cached)."""
+    """Listed tickers matching ``query``, best first: the symbol itself, symbols that start with it (shortest
+    first), then names that start with it, then names that hold it. Reads only the local directory.
+
+    Raises TickerDirectoryEmpty when no list is loaded.
+    """
     query = " ".join(query.split())[:40]
-    if not query:
+    if not query or limit <= 0:
         return []
-    key = f"walter:ticker:search:{limit}:{safe_cache_key(query.upper())}"
-    cached = cache.get(key)
-    if cached is not None:
-        return [TickerInfo(*row) for row in cached]
-    found = get_provider().search_tickers(query, limit=limit)[:limit]
-    cache.set(key, [(t.symbol, t.name, t.active) for t in found], _SEARCH_TTL)
-    return found
+    by_symbol = list(
+        ListedTicker.objects.filter(symbol__startswith=query.upper())
+        .order_by(Length("symbol"), "symbol")
+        .values_list("symbol", "name")[:limit]
+    )
+    found = dict(by_symbol)
+    if len(found) < limit:
+        by_name = (
+            ListedTicker.objects.filter(name__icontains=query)
+            .exclude(symbol__in=list(found))
+            .order_by(Case(When(name__istartswith=query, then=0), default=1), "symbol")
+            .values_list("symbol", "name")[: limit - len(found)]
+        )
+        found.update(by_name)
+    if not found and not ListedTicker.objects.exists():
+        raise TickerDirectoryEmpty()
+    return [TickerInfo(symbol=s, name=n) for s, n in found.items()]

@@ -11,9 +11,10 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from . import calendar, indicators
-from .models import DailyBar, Ticker
+from .models import DailyBar, ListedTicker, Ticker
 from .providers import Bar, MarketDataProvider, ProviderError, get_provider
 from .quality import outlier_caution, outlier_sigmas, rejection_reason
 from .selectors import load_history
@@ -436,3 +437,64 @@ def daily_bars_delete(
     republished = ticker_series_republish(symbol=symbol, shared_tables=shared_tables) if republish else 0
     logger.info("deleted %d bars of %s from %s to %s", bars, symbol, start, end)
     return Deletion(bars=bars, shared_items=shared_items, republished=republished)
+
+
+# A refresh that lists less than this share of what the same provider listed before is refused: a provider
+# answering with part of the list must not delete the listings visitors search (yesterday's list stays).
+DIRECTORY_SHRINK_LIMIT = 0.5
+
+
+@dataclass
+class DirectoryRefresh:
+    listed: int = 0
+    removed: int = 0
+    requests: int = 0
+    skipped: str = ""  # why nothing was fetched
+
+
+def ticker_directory_refresh(*, provider: MarketDataProvider | None = None, force: bool = False) -> DirectoryRefresh:
+    """Replace the ticker directory with the provider's list of every listed US stock, in one transaction.
+
+    Once a day is enough (listings change slowly; a refresh costs about a dozen requests of the daily budget), so
+    a directory this provider already listed today is kept unless ``force``. Raises ProviderError when the list
+    cannot be had whole; the directory is then left as it was.
+    """
+    provider = provider or get_provider()
+    now = timezone.now()
+    start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    if not force and ListedTicker.objects.filter(source=provider.source, refreshed_at__gte=start_of_day).exists():
+        return DirectoryRefresh(
+            listed=ListedTicker.objects.count(), skipped="the ticker directory was already refreshed today"
+        )
+    before = getattr(provider, "requests", 0)
+    try:
+        listed = {t.symbol.strip().upper(): t.name[:200] for t in provider.list_tickers()}
+    finally:
+        requests = getattr(provider, "requests", 0) - before
+    # Longer symbols cannot be stored or typed into the form; Polygon's are far shorter.
+    rows = [
+        ListedTicker(symbol=symbol, name=name, source=provider.source, refreshed_at=now)
+        for symbol, name in sorted(listed.items())
+        if 0 < len(symbol) <= 16
+    ]
+    previous = ListedTicker.objects.filter(source=provider.source).count()
+    if len(rows) < previous * DIRECTORY_SHRINK_LIMIT:
+        raise ProviderError(
+            f"the provider listed {len(rows)} tickers where it listed {previous} before; the directory was kept"
+        )
+    with transaction.atomic():
+        ListedTicker.objects.bulk_create(
+            rows,
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=["symbol"],
+            update_fields=["name", "source", "refreshed_at"],
+        )
+        removed, _ = ListedTicker.objects.filter(refreshed_at__lt=now).delete()
+        # Followed tickers are created from what subscribers typed, without a name: the email shows the listed one.
+        unnamed = [t for t in Ticker.objects.filter(name="") if listed.get(t.symbol)]
+        for ticker in unnamed:
+            ticker.name = listed[ticker.symbol]
+        Ticker.objects.bulk_update(unnamed, ["name"], batch_size=500)
+    logger.info("ticker directory: %d listed, %d removed, %d requests", len(rows), removed, requests)
+    return DirectoryRefresh(listed=len(rows), removed=removed, requests=requests)

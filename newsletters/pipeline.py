@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from markets.providers import get_provider
 from markets.selectors import ticker_snapshots
-from markets.services import market_data_update
+from markets.services import market_data_update, ticker_directory_refresh
 from markets.shared_tables import get_shared_tables
 from subscriptions.selectors import followed_symbols, subscribers_receiving
 
@@ -69,6 +69,12 @@ def daily_run(
             run.tickers_failed = len(update.failed)
             if update.failed or update.rejected:
                 errors["data"] = {**update.failed, **update.rejected}
+            try:
+                # A side output for the web's search, after the market's data so it never delays it; once a day.
+                ticker_directory_refresh(provider=provider)
+            except Exception as exc:  # search keeps yesterday's list; the run goes on
+                logger.exception("ticker directory refresh failed")
+                errors["ticker_directory"] = f"{type(exc).__name__}: {exc}"
             run.durations["data"] = round(time.monotonic() - started, 3)
 
         snapshots = ticker_snapshots(symbols, day, demo=provider.is_demo)

@@ -6,8 +6,7 @@ import re
 
 from django import forms
 
-from markets.providers.base import ProviderError
-from markets.selectors import ticker_lookup
+from markets.selectors import TickerDirectoryEmpty, listed_tickers
 
 MAX_TICKERS = 20
 EMAIL_MAX_LENGTH = 254
@@ -24,7 +23,7 @@ def parse_symbols(raw: str) -> list[str]:
 
 
 class TickersField(forms.CharField):
-    """Symbols, checked against the market-data provider: an unknown one is named in the error."""
+    """Symbols, checked against the local ticker directory (never the provider): an unknown one is named."""
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("max_length", 400)
@@ -42,15 +41,11 @@ class TickersField(forms.CharField):
             raise forms.ValidationError(
                 " ".join(f'"{s[:12]}" is not a ticker symbol.' for s in malformed[:3]), code="malformed"
             )
-        unknown = []
-        for symbol in symbols:
-            try:
-                if ticker_lookup(symbol) is None:
-                    unknown.append(symbol)
-            except ProviderError:
-                raise forms.ValidationError(
-                    "We cannot check tickers right now. Please try again in a minute.", code="unavailable"
-                ) from None
+        try:
+            listed = listed_tickers(symbols)
+        except TickerDirectoryEmpty as exc:
+            raise forms.ValidationError(str(exc), code="unavailable") from None
+        unknown = [s for s in symbols if s not in listed]
         if unknown:
             raise forms.ValidationError(" ".join(f'"{s}" is not a listed US ticker.' for s in unknown), code="unknown")
         return symbols

@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
-from markets.providers.base import ProviderError
+from markets.selectors import TickerDirectoryEmpty
 from markets.selectors import ticker_search as search_tickers
 from walter_site.ratelimit import allow
 from walter_site.security import client_ip
@@ -234,16 +234,28 @@ def data_delete(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "subscriptions/data_delete.html", context)
 
 
+def _encodable(text: str) -> bool:
+    """False for lone surrogates, which no database column can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @require_safe
 def ticker_search(request: HttpRequest) -> JsonResponse:
-    """Autocomplete for the ticker fields: ``?q=`` → up to 8 listed tickers, symbol and name."""
+    """Autocomplete for the ticker fields: ``?q=`` → up to 8 listed tickers, symbol and name, from the local
+    directory: a keystroke never waits on the market-data provider or spends its budget."""
     if not allow(f"search:ip:{client_ip(request)}", settings.TICKER_SEARCH_LIMIT_PER_MINUTE, 60):
         return JsonResponse({"error": "Too many searches; wait a minute."}, status=429)
     query = request.GET.get("q", "")
-    if not isinstance(query, str) or "\x00" in query:
+    if not isinstance(query, str) or "\x00" in query or not _encodable(query):
         return JsonResponse({"error": "Bad query."}, status=400)
     try:
         found = search_tickers(query, limit=8)
-    except ProviderError:
-        return JsonResponse({"error": "Ticker search is unavailable right now."}, status=503)
+    except TickerDirectoryEmpty as exc:
+        response = JsonResponse({"error": str(exc)}, status=503)
+        response["Retry-After"] = "600"
+        return response
     return JsonResponse({"results": [{"symbol": t.symbol, "name": t.name} for t in found]})

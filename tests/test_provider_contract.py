@@ -99,3 +99,10 @@ def test_search_matches_symbol_or_name_best_first_and_respects_the_limit(case):
     by_name = case.provider.search_tickers(case.name_fragment.lower(), limit=5)
     assert case.known in [t.symbol for t in by_name]
     assert case.provider.search_tickers("", limit=5) == []
+
+
+def test_list_tickers_lists_every_symbol_once_in_order_with_its_name(case):
+    listed = case.provider.list_tickers()
+    symbols = [t.symbol for t in listed]
+    assert len(symbols) == len(set(symbols)) and symbols == sorted(symbols)
+    assert case.name_fragment in {t.symbol: t.name for t in listed}[case.known].upper()

@@ -8,7 +8,7 @@ import threading
 import pytest
 from django.core.cache import caches
 
-from walter_site.ratelimit import Pacer
+from walter_site.ratelimit import Pacer, PacerBusy
 
 
 class FakeClock:
@@ -62,3 +62,26 @@ def test_per_minute_constructor():
     assert Pacer.per_minute("x", 5).interval == pytest.approx(12.0)
     with pytest.raises(ValueError):
         Pacer("x", 0)
+
+
+def test_a_slot_further_than_max_wait_raises_without_sleeping_or_claiming_it(cache):
+    clock = FakeClock()
+    pacer = Pacer.per_minute("bounded", 5, cache=cache, clock=clock.time, sleep=clock.sleep)
+    first = pacer.acquire()
+    assert clock.now == first
+    with pytest.raises(PacerBusy, match=r"12\.0s away, more than the 2s allowed") as busy:
+        pacer.acquire(max_wait=2)
+    assert busy.value.wait == pytest.approx(12.0) and clock.now == first  # nothing slept
+    # The refused caller left the slot free: the next caller that can wait gets it, not the one after.
+    assert pacer.acquire(max_wait=12) == pytest.approx(first + 12)
+    assert clock.now == pytest.approx(first + 12)
+
+
+def test_a_retry_after_deferral_counts_against_max_wait(cache):
+    clock = FakeClock()
+    pacer = Pacer("deferred-bounded", 10, cache=cache, clock=clock.time, sleep=clock.sleep)
+    pacer.defer(30)
+    with pytest.raises(PacerBusy):
+        pacer.acquire(max_wait=2)
+    assert clock.now == 1_000_000.0
+    assert pacer.acquire(max_wait=31) >= 1_000_000.0 + 30

@@ -2,7 +2,9 @@
 
 Time is cut into slots of ``1 / rate`` seconds; a caller claims the first free slot with the cache's atomic
 ``add`` (Redis SETNX in production) and sleeps until it starts. A `Retry-After` from the outside system moves
-every caller's next slot past it. The clock and sleep are injectable so tests need no real waiting.
+every caller's next slot past it. A caller that cannot wait long (a web request) passes ``max_wait`` and gets
+`PacerBusy` instead of a slot further away, without claiming it. The clock and sleep are injectable so tests need
+no real waiting.
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ from django.core.cache import BaseCache, caches
 
 # How far ahead one caller searches for a free slot before it gives up and re-reads the clock.
 MAX_LOOKAHEAD = 10_000
+
+
+class PacerBusy(Exception):
+    """The next free slot starts later than the caller is willing to wait; nothing was claimed."""
+
+    def __init__(self, name: str, wait: float, max_wait: float) -> None:
+        super().__init__(f"{name}: the next free slot is {wait:.1f}s away, more than the {max_wait:g}s allowed")
+        self.wait = wait
+        self.max_wait = max_wait
 
 
 class Pacer:
@@ -46,14 +57,20 @@ class Pacer:
     def _blocked_until(self) -> float:
         return float(self.cache.get(f"walter:pace:{self.name}:until") or 0.0)
 
-    def acquire(self) -> float:
-        """Wait for this caller's slot; returns the time it starts."""
+    def acquire(self, *, max_wait: float | None = None) -> float:
+        """Wait for this caller's slot; returns the time it starts.
+
+        With ``max_wait``, raises `PacerBusy` rather than wait longer than that many seconds (a 429's deferral
+        counts too): the slot is left for a caller that can wait.
+        """
         while True:
             now = max(self.clock(), self._blocked_until())
             first = math.ceil(now / self.interval - 1e-9)
             # Keep a slot's claim a little longer than it takes for the slot to pass.
             timeout = max(2, math.ceil(self.interval * 4))
             for slot in range(first, first + MAX_LOOKAHEAD):
+                if max_wait is not None and (wait := slot * self.interval - self.clock()) > max_wait:
+                    raise PacerBusy(self.name, wait, max_wait)
                 if self.cache.add(self._key(slot), 1, timeout=timeout + math.ceil((slot - first) * self.interval)):
                     start = slot * self.interval
                     delay = start - self.clock()

@@ -54,3 +54,8 @@ class MarketDataProvider(Protocol):
     def search_tickers(self, query: str, limit: int = 10) -> list[TickerInfo]:
         """Tickers whose symbol or name matches ``query``, best first."""
         ...
+
+    def list_tickers(self) -> list[TickerInfo]:
+        """Every listed US stock, in bulk (the daily ticker directory); raises ProviderError rather than answer
+        with part of the list."""
+        ...

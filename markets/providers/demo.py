@@ -129,3 +129,6 @@ class DemoProvider:
         starts = [s for s in self.universe if s.startswith(q)]
         named = [s for s, n in self.universe.items() if q in n.upper() and s not in starts]
         return [TickerInfo(symbol=s, name=self.universe[s]) for s in (sorted(starts) + sorted(named))[:limit]]
+
+    def list_tickers(self) -> list[TickerInfo]:
+        return [TickerInfo(symbol=s, name=n) for s, n in sorted(self.universe.items())]

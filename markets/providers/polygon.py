@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import urllib3
@@ -26,7 +27,7 @@ from django.core.cache import caches
 from massive import RESTClient
 from massive.exceptions import BadResponse
 
-from walter_site.ratelimit import Pacer
+from walter_site.ratelimit import Pacer, PacerBusy
 
 from .base import Bar, ProviderError, TickerInfo
 
@@ -36,6 +37,10 @@ MARKET_TZ = ZoneInfo("America/New_York")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # One page of daily aggregates holds this many bars: 400 sessions of backfill is always one request.
 AGGS_PAGE_LIMIT = 50_000
+# The ticker list: Polygon's largest page, and a bound on pages so a cursor that loops cannot run forever
+# (about 12 pages hold every listed US stock).
+TICKER_PAGE_LIMIT = 1000
+TICKER_MAX_PAGES = 100
 
 
 class PacedHTTP:
@@ -49,9 +54,11 @@ class PacedHTTP:
         retries: int,
         retry_after_default: float,
         retry_after_max: float,
+        max_wait: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.pool = pool
+        self.max_wait = max_wait
         self.pacer = pacer
         self.retries = retries
         self.retry_after_default = retry_after_default
@@ -68,7 +75,10 @@ class PacedHTTP:
     def request(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
         attempt = 0
         while True:
-            self.pacer.acquire()
+            try:
+                self.pacer.acquire(max_wait=self.max_wait)
+            except PacerBusy as exc:
+                raise ProviderError(str(exc)) from exc
             self.requests += 1
             try:
                 response = self.pool.request(method, url, retries=False, **kwargs)
@@ -162,6 +172,7 @@ class PolygonProvider:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         retries: int | None = None,
+        max_wait: float | None = None,
         pacer: Pacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -184,6 +195,7 @@ class PolygonProvider:
             retries=settings.POLYGON_RETRIES if retries is None else retries,
             retry_after_default=settings.POLYGON_RETRY_AFTER_DEFAULT,
             retry_after_max=settings.POLYGON_RETRY_AFTER_MAX,
+            max_wait=settings.POLYGON_MAX_WAIT if max_wait is None else max_wait,
             sleep=sleep,
         )
         self.client.client = self.http
@@ -319,6 +331,40 @@ class PolygonProvider:
         found.sort(key=lambda t: (t.symbol != q, not t.symbol.startswith(q)))
         self.cache.set(key, [(t.symbol, t.name, t.active) for t in found], timeout=3600)
         return found
+
+    def list_tickers(self) -> list[TickerInfo]:
+        """Every active US stock, a page of 1,000 per request (about a dozen), following `next_url`.
+
+        The pages are walked here rather than by the client's iterator, which ends quietly on a malformed page: a
+        list cut short must fail, not pass for the whole market and shrink the directory.
+        """
+        what = "ticker list"
+        found: dict[str, TickerInfo] = {}
+        kwargs: dict[str, Any] = {"market": "stocks", "active": True, "limit": TICKER_PAGE_LIMIT}
+        for page in range(1, TICKER_MAX_PAGES + 1):
+            payload = self._json(what, self._call(what, self.client.list_tickers, raw=True, **kwargs))
+            if not isinstance(payload, dict) or not isinstance(payload.get("results", []), list):
+                raise ProviderError(f"{what}: unexpected answer on page {page}")
+            for row in payload.get("results", []):
+                symbol = str(row.get("ticker") or "").strip().upper() if isinstance(row, dict) else ""
+                if symbol and row.get("active", True) is not False:
+                    found[symbol] = TickerInfo(symbol=symbol, name=str(row.get("name") or "")[:200])
+            next_url = payload.get("next_url")
+            if not next_url:
+                if not found:
+                    raise ProviderError(f"{what}: no tickers listed")
+                return sorted(found.values(), key=lambda t: t.symbol)
+            parts = urlsplit(str(next_url))
+            if parts.path != "/v3/reference/tickers":
+                raise ProviderError(f"{what}: unexpected next_url on page {page}")
+            # The cursor carries the query: send exactly what next_url holds, nothing of the first page's.
+            kwargs = {
+                "limit": None,
+                "sort": None,
+                "order": None,
+                "params": dict(parse_qsl(parts.query, keep_blank_values=True)),
+            }
+        raise ProviderError(f"{what}: more than {TICKER_MAX_PAGES} pages")
 
     # -- beyond the protocol: the calendar and splits -----------------------------------------------------
 

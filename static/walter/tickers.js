@@ -36,7 +36,7 @@
     box.appendChild(list);
     box.appendChild(input);
     box.parentNode.insertBefore(options, box.nextSibling);
-    var active = -1, timer = null, results = [];
+    var active = -1, timer = null, results = [], message = "";
 
     function sync() {
       field.value = symbols.join(", ");
@@ -80,7 +80,14 @@
         li.addEventListener("mousedown", function (e) { e.preventDefault(); add(r.symbol); });
         options.appendChild(li);
       });
-      options.hidden = results.length === 0;
+      if (!results.length && message) {
+        // "The ticker list is not loaded yet": said where the suggestions would be, never shown as a result.
+        var note = document.createElement("li");
+        note.className = "options-note";
+        note.textContent = message;
+        options.appendChild(note);
+      }
+      options.hidden = results.length === 0 && !message;
       input.setAttribute("aria-expanded", results.length ? "true" : "false");
       if (active >= 0) input.setAttribute("aria-activedescendant", options.id + "-" + active);
     }
@@ -91,9 +98,14 @@
       if (!q) { close(); return; }
       timer = setTimeout(function () {
         fetch(url + "?q=" + encodeURIComponent(q), { headers: { Accept: "application/json" } })
-          .then(function (r) { return r.ok ? r.json() : { results: [] }; })
-          .then(function (data) { results = data.results || []; active = results.length ? 0 : -1; show(); })
-          .catch(function () { results = []; close(); });
+          .then(function (r) { return r.json().catch(function () { return {}; }); })
+          .then(function (data) {
+            results = data.results || [];
+            message = results.length ? "" : (data.error || "");
+            active = results.length ? 0 : -1;
+            show();
+          })
+          .catch(function () { results = []; message = ""; close(); });
       }, 150);
     });
     input.addEventListener("keydown", function (e) {
