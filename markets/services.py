@@ -15,7 +15,7 @@ from django.db.models import Max
 from . import calendar, indicators
 from .models import DailyBar, Ticker
 from .providers import Bar, MarketDataProvider, ProviderError, get_provider
-from .quality import outlier_caution, outlier_sigmas, rejection_reason
+from .quality import missing_share_reason, outlier_caution, outlier_sigmas, rejection_reason
 from .selectors import load_history
 from .shared_tables import SharedTables, get_shared_tables
 from .snapshots import clean
@@ -66,13 +66,9 @@ class MarketUpdate:
             return f"market data for {self.day.isoformat()} could not be had: {self.market_error}"
         if self.no_data:
             return f"{self.no_data}; retry later"
-        failed = len(self.unavailable)
-        if followed and failed / followed > max_failed_share:
-            return (
-                f"{failed} of {followed} followed tickers have no data for {self.day.isoformat()}, "
-                f"more than {max_failed_share:.0%}"
-            )
-        return ""
+        return missing_share_reason(
+            missing=len(self.unavailable), followed=followed, day=self.day, max_share=max_failed_share
+        )
 
 
 def ticker_ensure(*, symbol: str, name: str = "") -> Ticker:

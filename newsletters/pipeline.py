@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from markets.providers import get_provider
+from markets.quality import missing_share_reason
 from markets.selectors import market_closed_reason, ticker_snapshots
 from markets.services import market_data_update
 from markets.shared_tables import get_shared_tables
@@ -101,6 +102,16 @@ def daily_run(
             unavailable = update.unavailable
 
         snapshots = ticker_snapshots(symbols, day, demo=provider.is_demo, unavailable=unavailable)
+        if "delivery" in stages and "data" not in stages:
+            # No data stage in this run: the stored bars say whether the session's data is there to send.
+            missing = missing_share_reason(
+                missing=sum(1 for s in snapshots.values() if s.stale),
+                followed=len(symbols),
+                day=day,
+                max_share=settings.DATA_MAX_FAILED_SHARE,
+            )
+            if missing:
+                raise MarketDataMissing(f"{missing}; run the data stage first")
 
         # 2. Analysis: one per followed ticker per day, cached, never per subscriber.
         if "analysis" in stages and dry_run:

@@ -239,3 +239,21 @@ def test_dry_run_writes_no_shared_table_and_never_calls_the_model(polygon, outbo
         assert not list(outbox.glob("*")) and not list(archive_dir.rglob("*.*"))
     finally:
         llm.stop()
+
+
+def test_the_delivery_stage_alone_sends_nothing_without_the_session_data(polygon, outbox):
+    yesterday_sent(polygon, outbox)
+    polygon.fault("/v2/aggs/grouped/", "unpublished")
+    with pytest.raises(CommandError, match="no data published yet"):
+        call_command("run_daily", "--date", DAY.isoformat(), "--stage", "data")
+
+    with pytest.raises(CommandError) as failure:
+        call_command("run_daily", "--date", DAY.isoformat(), "--stage", "delivery")
+    followed = len(followed_symbols())
+    assert f"{followed} of {followed} followed tickers have no data for {DAY.isoformat()}" in str(failure.value)
+    assert not Delivery.objects.filter(issue__date=DAY).exists() and len(emails(outbox)) == ACTIVE
+
+    polygon.heal()
+    call_command("run_daily", "--date", DAY.isoformat(), "--stage", "data")
+    call_command("run_daily", "--date", DAY.isoformat(), "--stage", "delivery")
+    assert Delivery.objects.filter(issue__date=DAY, status=Delivery.Status.SENT).count() == ACTIVE
