@@ -63,7 +63,9 @@ class MarketUpdate:
         if self.closed:
             return ""
         if self.market_error:
-            return f"market data for {self.day.isoformat()} could not be had: {self.market_error}"
+            # One line: it ends up in the command's exit message and the alert's subject.
+            error = " ".join(self.market_error.split())
+            return f"market data for {self.day.isoformat()} could not be had: {error}"
         if self.no_data:
             return f"{self.no_data}; retry later"
         return missing_share_reason(
