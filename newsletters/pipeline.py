@@ -15,7 +15,7 @@ from django.utils import timezone
 from markets.providers import get_provider
 from markets.quality import missing_share_reason
 from markets.selectors import market_closed_reason, ticker_snapshots
-from markets.services import market_data_update
+from markets.services import MarketUpdate, market_data_update
 from markets.shared_tables import get_shared_tables
 from markets.snapshots import TickerSnapshot
 from subscriptions.selectors import followed_symbols, subscribers_receiving
@@ -100,6 +100,8 @@ def daily_run(
             if missing:
                 raise MarketDataMissing(missing)
             unavailable = update.unavailable
+        else:
+            unavailable = _unavailable_recorded(day)
 
         snapshots = ticker_snapshots(symbols, day, demo=provider.is_demo, unavailable=unavailable)
         if "delivery" in stages and "data" not in stages:
@@ -189,6 +191,21 @@ def daily_run(
     run.summary = f"No session: {closed}. Nothing sent." if closed else run_summary(run)
     run.save()
     return run
+
+
+def _unavailable_recorded(day: dt.date) -> dict[str, str]:
+    """The tickers the latest data stage for ``day`` could not get, as it recorded them (``errors["data"]``)."""
+    run = (
+        DailyRun.objects.filter(date=day, stages__contains="data", dry_run=False)
+        .exclude(status=DailyRun.Status.RUNNING)
+        .order_by("-started_at")
+        .first()
+    )
+    recorded = run.errors.get("data", {}) if run and isinstance(run.errors, dict) else {}
+    # Recorded as one dict: failed tickers by symbol, rejected bars by "SYMBOL date".
+    failed = {key: why for key, why in recorded.items() if " " not in key}
+    rejected = {key: why for key, why in recorded.items() if " " in key}
+    return MarketUpdate(day=day, failed=failed, rejected=rejected).unavailable
 
 
 def _dry_run_analyses(

@@ -257,3 +257,13 @@ def test_the_delivery_stage_alone_sends_nothing_without_the_session_data(polygon
     call_command("run_daily", "--date", DAY.isoformat(), "--stage", "data")
     call_command("run_daily", "--date", DAY.isoformat(), "--stage", "delivery")
     assert Delivery.objects.filter(issue__date=DAY, status=Delivery.Status.SENT).count() == ACTIVE
+
+
+def test_the_delivery_stage_alone_still_says_data_unavailable(polygon, outbox):
+    yesterday_sent(polygon, outbox)
+    polygon.set_bar("AAPL", DAY, 10.0, 9.0, 11.0, 10.0, 1000)  # high below low: rejected
+    call_command("run_daily", "--date", DAY.isoformat(), "--stage", "data")
+    call_command("run_daily", "--date", DAY.isoformat(), "--stage", "delivery")
+    (mail,) = [m for m in emails(outbox) if m["To"] == "ada@example.com" and f"{DAY:%b} {DAY.day}:" in m["Subject"]]
+    cards = {card.split(" ", 1)[0]: card for card in text_of(mail).split("\n\n")}
+    assert "Data unavailable today" in cards["AAPL"] and "$" not in cards["AAPL"]
