@@ -267,3 +267,30 @@ def test_the_delivery_stage_alone_still_says_data_unavailable(polygon, outbox):
     (mail,) = [m for m in emails(outbox) if m["To"] == "ada@example.com" and f"{DAY:%b} {DAY.day}:" in m["Subject"]]
     cards = {card.split(" ", 1)[0]: card for card in text_of(mail).split("\n\n")}
     assert "Data unavailable today" in cards["AAPL"] and "$" not in cards["AAPL"]
+
+
+def test_the_subject_tells_unavailable_from_no_new_data():
+    from dataclasses import replace
+
+    from markets.snapshots import TickerSnapshot
+    from newsletters.compose import subject_line
+
+    failed = TickerSnapshot(
+        symbol="AAPL",
+        name="Apple Inc.",
+        date=DAY,
+        as_of=PREVIOUS,
+        close=120.0,
+        previous_close=118.0,
+        change_pct=1.7,
+        rsi14=None,
+        sma50=None,
+        drawdown180=None,
+        high52=None,
+        low52=None,
+        unavailable="daily bars of AAPL: HTTP 500",
+    )
+    assert subject_line(DAY, [failed], False).endswith("Market data unavailable for your tickers today")
+    assert subject_line(DAY, [replace(failed, unavailable="")], False).endswith(
+        "No new market data for your tickers today"
+    )
