@@ -9,6 +9,11 @@ class Ticker(models.Model):
     name = models.CharField(max_length=200, blank=True)
     active = models.BooleanField(default=True)
     last_bar_date = models.DateField(null=True, blank=True, help_text="Date of the latest stored daily bar.")
+    published_through = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Bars up to this date are in the shared ticker-data table; empty: the whole series is to publish.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
@@ -24,6 +25,13 @@ def rejection_reason(bar: Bar) -> str | None:
     if bar.volume is None or not math.isfinite(bar.volume) or bar.volume < 0:
         return "negative volume"
     return None
+
+
+def missing_share_reason(*, missing: int, followed: int, day: dt.date, max_share: float) -> str:
+    """Why ``missing`` of ``followed`` tickers without data for ``day`` is too many to send an issue, or ""."""
+    if followed and missing / followed > max_share:
+        return f"{missing} of {followed} followed tickers have no data for {day.isoformat()}, more than {max_share:.0%}"
+    return ""
 
 
 def outlier_sigmas(closes: np.ndarray, *, lookback: int) -> np.ndarray:

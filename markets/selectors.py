@@ -82,8 +82,14 @@ def load_history(symbols: Iterable[str], end: dt.date, sessions: int = HISTORY_S
     return history
 
 
-def ticker_snapshots(symbols: Iterable[str], day: dt.date, *, demo: bool = False) -> dict[str, TickerSnapshot]:
-    """Every ticker's numbers for session ``day``, indicators computed for all of them at once."""
+def ticker_snapshots(
+    symbols: Iterable[str], day: dt.date, *, demo: bool = False, unavailable: dict[str, str] | None = None
+) -> dict[str, TickerSnapshot]:
+    """Every ticker's numbers for session ``day``, indicators computed for all of them at once.
+
+    ``unavailable``: tickers whose data for ``day`` failed (symbol → why); their snapshots say so.
+    """
+    unavailable = unavailable or {}
     history = load_history(symbols, day)
     names = dict(Ticker.objects.filter(symbol__in=history.symbols).values_list("symbol", "name"))
     # The note shows the latest session and the chart's SMA50, never a whole series: no need to compute one.
@@ -114,6 +120,7 @@ def ticker_snapshots(symbols: Iterable[str], day: dt.date, *, demo: bool = False
             source=history.sources[i],
             demo=demo or history.sources[i] == "demo",
             flagged=history.flags[i] if as_of == day else "",
+            unavailable=unavailable.get(symbol, "") if as_of != day else "",
             chart_dates=tuple(history.dates[i, chart][chart_mask]),
             chart_closes=tuple(float(x) for x in history.closes[i, chart][chart_mask]),
             chart_sma50=tuple(clean(x, 4) for x in result.sma50_series[i][chart_mask]),

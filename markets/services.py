@@ -16,7 +16,7 @@ from django.utils import timezone
 from . import calendar, indicators
 from .models import DailyBar, ListedTicker, Ticker
 from .providers import Bar, MarketDataProvider, ProviderError, get_provider
-from .quality import outlier_caution, outlier_sigmas, rejection_reason
+from .quality import missing_share_reason, outlier_caution, outlier_sigmas, rejection_reason
 from .selectors import load_history
 from .shared_tables import SharedTables, get_shared_tables
 from .snapshots import clean
@@ -40,9 +40,38 @@ class MarketUpdate:
     rejected: dict[str, str] = field(default_factory=dict)
     flagged: dict[str, str] = field(default_factory=dict)
     no_data: str = ""  # why the market answer for ``day`` was empty, when it was
+    closed: str = ""  # the market had no session on ``day`` after all (the provider says so): nothing to report
+    market_error: str = ""  # the whole-market request for ``day`` failed after every retry
     plan: str = "daily"
     requests: int = 0
     shared_items_written: int = 0
+    publish_error: str = ""  # the shared tables refused the publish; it is retried by the next update
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Tickers whose data for ``day`` failed while the market answered, and why: never shown as stale."""
+        day = self.day.isoformat()
+        rejected = {key.split()[0]: f"bad data: {why}" for key, why in self.rejected.items() if key.endswith(day)}
+        return {**rejected, **self.failed}
+
+    def missing_reason(self, *, followed: int, max_failed_share: float) -> str:
+        """Why the session's market data cannot be had (nobody may get an issue yet), or "" when it can.
+
+        The whole-market request failed, the provider has not published the session yet, or more than
+        ``max_failed_share`` of the ``followed`` tickers failed: each is retried by a later run, never reported
+        to readers as "no new data".
+        """
+        if self.closed:
+            return ""
+        if self.market_error:
+            # One line: it ends up in the command's exit message and the alert's subject.
+            error = " ".join(self.market_error.split())
+            return f"market data for {self.day.isoformat()} could not be had: {error}"
+        if self.no_data:
+            return f"{self.no_data}; retry later"
+        return missing_share_reason(
+            missing=len(self.unavailable), followed=followed, day=self.day, max_share=max_failed_share
+        )
 
 
 def ticker_ensure(*, symbol: str, name: str = "") -> Ticker:
@@ -130,20 +159,21 @@ def _fetch_history(
     return _replace_history(ticker_id, symbol, bars, provider.source, update)
 
 
-def _no_data_reason(provider: MarketDataProvider, day: dt.date) -> str:
-    """Why the whole-market answer for ``day`` was empty: a closure the provider announces, else not published."""
+def _no_data_reason(provider: MarketDataProvider, day: dt.date) -> tuple[bool, str]:
+    """Why the whole-market answer for ``day`` was empty, and whether it is a closure (else: not published yet)."""
     market_holidays = getattr(provider, "market_holidays", None)
     if market_holidays is not None:
         try:
-            name = market_holidays().get(day)
+            # The market answered "no data": a closure announced since the list was last fetched must count.
+            name = market_holidays(fresh=True).get(day)
         except ProviderError:
             name = None
         if name:
-            return f"market closed on {day.isoformat()} ({name})"
+            return True, f"market closed on {day.isoformat()} ({name})"
     reason = calendar.closed_reason(day)
     if reason:
-        return reason
-    return f"no data published yet for {day.isoformat()}"
+        return True, reason
+    return False, f"no data published yet for {day.isoformat()}"
 
 
 def market_data_update(
@@ -152,13 +182,16 @@ def market_data_update(
     symbols: Sequence[str],
     provider: MarketDataProvider | None = None,
     shared_tables: SharedTables | None = None,
+    publish: bool = True,
 ) -> MarketUpdate:
     """Bring every followed ticker's history up to session ``day`` and publish it to the shared tables.
 
     The daily update is one grouped request for the whole market. Tickers with no history get
     ``MARKET_BACKFILL_DAYS`` sessions, by ticker or by date, whichever takes fewer requests. A ticker that cannot
     be fetched is recorded as failed and the others go on; one with no bar for ``day`` is stale, never shown with
-    an older day's numbers as today's.
+    an older day's numbers as today's. Publishing is a side output: when the shared tables fail, the failure is
+    recorded and what was not published goes out with the next update. ``publish=False`` (a dry run) writes
+    nothing to them.
     """
     provider = provider or get_provider()
     shared_tables = shared_tables or get_shared_tables()
@@ -203,13 +236,15 @@ def market_data_update(
         except ProviderError as exc:
             logger.warning("grouped daily %s failed: %s", session, exc)
             if session == day:
+                update.market_error = str(exc)
                 for symbol in grouped_symbols:
                     update.failed.setdefault(symbol, f"market data for {session} failed: {exc}")
             continue
         if not market:
             # No results is "no data" (a closure, or not published yet), never an empty market.
             if session == day:
-                update.no_data = _no_data_reason(provider, day)
+                closed, update.no_data = _no_data_reason(provider, day)
+                update.closed = update.no_data if closed else ""
                 logger.warning("no market data for %s: %s", day, update.no_data)
             continue
         wanted = [market[s] for s in grouped_symbols if s in market and (s in new or last_dates[s] < session)]
@@ -235,12 +270,48 @@ def market_data_update(
     _last_bar_dates_refresh(ticker_ids.values())
 
     full_series = set(update.backfilled) | set(update.refetched)
-    since = {s: last_dates[s] for s in current if s not in full_series}
-    publish = sorted(stored_today | full_series | {s for s in current if s in filled})
-    update.shared_items_written = shared_data_publish(
-        symbols=publish, day=day, full_series=full_series, shared_tables=shared_tables, since=since
-    )
+    if full_series:
+        # Their whole series is new: until it is published, the shared table must get all of it, not a tail.
+        Ticker.objects.filter(symbol__in=full_series).update(published_through=None)
+    if publish:
+        shared_data_publish_pending(symbols=symbols, day=day, shared_tables=shared_tables, update=update)
     return update
+
+
+def shared_data_publish_pending(
+    *, symbols: Sequence[str], day: dt.date, shared_tables: SharedTables, update: MarketUpdate
+) -> None:
+    """Publish every stored session of ``symbols`` up to ``day`` not yet in the shared table (``published_through``).
+
+    A side output: whatever the shared tables answer, the failure is recorded on ``update`` and email goes on;
+    the ticker's ``published_through`` stays where it was, so the next update publishes the same sessions again.
+    """
+    rows = Ticker.objects.filter(symbol__in=symbols).values_list("pk", "symbol", "published_through")
+    published = {symbol: (pk, through) for pk, symbol, through in rows}
+    latest: dict[str, dt.date] = dict(
+        DailyBar.objects.filter(ticker_id__in=[pk for pk, _ in published.values()], date__lte=day)
+        .values("ticker__symbol")
+        .annotate(last=Max("date"))
+        .values_list("ticker__symbol", "last")
+    )
+    pending = sorted(s for s, last in latest.items() if published[s][1] is None or published[s][1] < last)
+    if not pending:
+        return
+    full_series = {s for s in pending if published[s][1] is None}
+    since = {s: published[s][1] for s in pending if s not in full_series}
+    try:
+        update.shared_items_written = shared_data_publish(
+            symbols=pending, day=day, full_series=full_series, shared_tables=shared_tables, since=since
+        )
+    except Exception as exc:  # any failure of a side output: recorded, retried next time, never stops email
+        update.publish_error = f"{len(pending)} tickers not published to the shared table: {type(exc).__name__}: {exc}"
+        logger.warning("%s", update.publish_error)
+        return
+    by_date: dict[dt.date, list[int]] = {}
+    for symbol in pending:
+        by_date.setdefault(latest[symbol], []).append(published[symbol][0])
+    for through, ids in by_date.items():
+        Ticker.objects.filter(pk__in=ids).update(published_through=through)
 
 
 def _check_latest_moves(
@@ -403,9 +474,13 @@ def ticker_series_republish(*, symbol: str, shared_tables: SharedTables | None =
     """Recompute a ticker's indicators over its stored series and write the whole series to the shared table."""
     shared_tables = shared_tables or get_shared_tables()
     latest = DailyBar.objects.filter(ticker__symbol=symbol).aggregate(last=Max("date"))["last"]
+    # Should this publish fail, the daily update publishes the whole series again.
+    Ticker.objects.filter(symbol=symbol).update(published_through=None)
     if latest is None:
         return 0
-    return shared_data_publish(symbols=[symbol], day=latest, full_series={symbol}, shared_tables=shared_tables)
+    written = shared_data_publish(symbols=[symbol], day=latest, full_series={symbol}, shared_tables=shared_tables)
+    Ticker.objects.filter(symbol=symbol).update(published_through=latest)
+    return written
 
 
 @dataclass

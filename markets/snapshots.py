@@ -29,6 +29,9 @@ class TickerSnapshot:
     source: str = ""
     demo: bool = False
     flagged: str = ""  # a data-quality caution for this session's bar
+    #: Why this ticker's data for the session could not be had while the market's could (staff only): the email
+    #: says "data unavailable today" and shows none of its numbers, rather than "no new data".
+    unavailable: str = ""
     chart_dates: tuple[dt.date, ...] = field(default=(), repr=False)
     chart_closes: tuple[float, ...] = field(default=(), repr=False)
     chart_sma50: tuple[float | None, ...] = field(default=(), repr=False)
@@ -70,6 +73,7 @@ class TickerSnapshot:
         data["as_of"] = self.as_of.isoformat() if self.as_of else None
         data["sma50_distance_pct"] = self.sma50_distance_pct
         data["stale"] = self.stale
+        data.pop("unavailable")
         return data
 
 

@@ -80,7 +80,8 @@ def issue_content_build(
 ) -> IssueContent:
     """Render every ticker's card and the frame once for the whole issue; ``charts`` default to rendered now."""
     if charts is None:
-        charts = charts_render(snapshots.values())
+        # A ticker whose data is unavailable shows no numbers, and no chart of older ones either.
+        charts = charts_render(s for s in snapshots.values() if not s.unavailable)
     demo = any(s.demo for s in snapshots.values())
     llm = any(not a.automated for a in analyses.values())
     content = IssueContent(day=day, demo=demo, snapshots=snapshots, analyses=analyses, charts=charts)
@@ -119,6 +120,8 @@ def issue_content_build(
 def _headline(snapshots: list[TickerSnapshot]) -> str:
     moved = [s for s in snapshots if s.change_pct is not None and not s.stale]
     if not moved:
+        if snapshots and all(s.unavailable for s in snapshots):
+            return "Market data unavailable for your tickers today"
         return "No new market data for your tickers today"
     leader = max(moved, key=lambda s: s.change_pct)
     laggard = min(moved, key=lambda s: s.change_pct)
@@ -137,7 +140,8 @@ def _headline(snapshots: list[TickerSnapshot]) -> str:
 def _summary(snapshots: list[TickerSnapshot]) -> tuple[str, str]:
     up = sum(1 for s in snapshots if not s.stale and (s.change_pct or 0) > 0)
     down = sum(1 for s in snapshots if not s.stale and (s.change_pct or 0) < 0)
-    stale = sum(1 for s in snapshots if s.stale)
+    unavailable = sum(1 for s in snapshots if s.unavailable)
+    stale = sum(1 for s in snapshots if s.stale) - unavailable
     noun = "ticker" if len(snapshots) == 1 else "tickers"
     text = f"Your {len(snapshots)} {noun}: {up} up, {down} down"
     rich = (
@@ -146,6 +150,9 @@ def _summary(snapshots: list[TickerSnapshot]) -> tuple[str, str]:
     if stale:
         text += f", {stale} without new data"
         rich += f", {stale} without new data"
+    if unavailable:
+        text += f", {unavailable} with data unavailable today"
+        rich += f", {unavailable} with data unavailable today"
     return rich, text
 
 

@@ -13,22 +13,33 @@ from django.conf import settings
 from django.utils import timezone
 
 from markets.providers import get_provider
-from markets.selectors import ticker_snapshots
-from markets.services import market_data_update, ticker_directory_refresh
+from markets.quality import missing_share_reason
+from markets.selectors import market_closed_reason, ticker_snapshots
+from markets.services import MarketUpdate, market_data_update, ticker_directory_refresh
 from markets.shared_tables import get_shared_tables
+from markets.snapshots import TickerSnapshot
 from subscriptions.selectors import followed_symbols, subscribers_receiving
 
 from .analysis import analyses_ensure, stored_analyses
-from .analysts import get_analyst
+from .analysts import Analyst, get_analyst
+from .analysts.rule_based import RuleBasedAnalyst
 from .compose import issue_content_build
 from .delivery import deliveries_plan, deliveries_release_ambiguous, deliveries_send, issue_ensure
-from .models import DailyRun, Delivery
+from .models import Analysis, DailyRun, Delivery
 from .observability import run_started
 
 logger = logging.getLogger("walter.run")
 
 STAGES = ("data", "analysis", "delivery")
 AMBIGUOUS_LISTED = 50
+
+
+class MarketDataMissing(Exception):
+    """The session's market data cannot be had: nobody gets an issue until a later run has it."""
+
+
+class MarketClosed(Exception):
+    """The market had no session after all (the provider announced a closure the local calendar lacks)."""
 
 
 @dataclass
@@ -59,28 +70,62 @@ def daily_run(
     failed_stage = False
 
     symbols = followed_symbols()
+    closed = ""
     try:
+        # 0. A closure the provider announces and the local calendar does not know (a day of mourning).
+        closed = market_closed_reason(day, provider) or ""
+        if closed:
+            raise MarketClosed(closed)
+        unavailable: dict[str, str] = {}
+
         # 1. Market data: one grouped request for the whole market, indicators for all tickers at once.
         if "data" in stages:
             started = time.monotonic()
-            update = market_data_update(day=day, symbols=symbols, provider=provider, shared_tables=shared_tables)
+            update = market_data_update(
+                day=day, symbols=symbols, provider=provider, shared_tables=shared_tables, publish=not dry_run
+            )
             run.tickers_updated = len(update.updated) + len(update.backfilled)
             run.tickers_stale = len(update.stale)
             run.tickers_failed = len(update.failed)
             if update.failed or update.rejected:
                 errors["data"] = {**update.failed, **update.rejected}
-            try:
-                # A side output for the web's search, after the market's data so it never delays it; once a day.
-                ticker_directory_refresh(provider=provider)
-            except Exception as exc:  # search keeps yesterday's list; the run goes on
-                logger.exception("ticker directory refresh failed")
-                errors["ticker_directory"] = f"{type(exc).__name__}: {exc}"
+            if update.publish_error:
+                errors["shared_tables"] = update.publish_error
+            if not dry_run:
+                try:
+                    # A side output for the web's search, after the market's data so it never delays it; once a day.
+                    ticker_directory_refresh(provider=provider)
+                except Exception as exc:  # search keeps yesterday's list; the run goes on
+                    logger.exception("ticker directory refresh failed")
+                    errors["ticker_directory"] = f"{type(exc).__name__}: {exc}"
             run.durations["data"] = round(time.monotonic() - started, 3)
+            if update.closed:
+                closed = update.closed
+                raise MarketClosed(closed)
+            # Right or nothing: without the session's data nobody gets an issue; a later run sends the real one.
+            missing = update.missing_reason(followed=len(symbols), max_failed_share=settings.DATA_MAX_FAILED_SHARE)
+            if missing:
+                raise MarketDataMissing(missing)
+            unavailable = update.unavailable
+        else:
+            unavailable = _unavailable_recorded(day)
 
-        snapshots = ticker_snapshots(symbols, day, demo=provider.is_demo)
+        snapshots = ticker_snapshots(symbols, day, demo=provider.is_demo, unavailable=unavailable)
+        if "delivery" in stages and "data" not in stages:
+            # No data stage in this run: the stored bars say whether the session's data is there to send.
+            missing = missing_share_reason(
+                missing=sum(1 for s in snapshots.values() if s.stale),
+                followed=len(symbols),
+                day=day,
+                max_share=settings.DATA_MAX_FAILED_SHARE,
+            )
+            if missing:
+                raise MarketDataMissing(f"{missing}; run the data stage first")
 
         # 2. Analysis: one per followed ticker per day, cached, never per subscriber.
-        if "analysis" in stages:
+        if "analysis" in stages and dry_run:
+            analyses = _dry_run_analyses(day=day, snapshots=snapshots, analyst=analyst, run=run)
+        elif "analysis" in stages:
             started = time.monotonic()
             analyses, analysis = analyses_ensure(
                 day=day, snapshots=snapshots, analyst=analyst, shared_tables=shared_tables
@@ -131,6 +176,12 @@ def daily_run(
                     )
                     failed_stage = True
             run.durations["delivery"] = round(time.monotonic() - started, 3)
+    except MarketClosed:
+        logger.info("no session on %s: %s", day, closed)
+    except MarketDataMissing as exc:
+        logger.error("daily run for %s stopped before delivery: %s", day, exc)
+        errors["run"] = f"nothing sent: {exc}"
+        failed_stage = True
     except Exception as exc:
         logger.exception("daily run for %s failed", day)
         errors["run"] = f"{type(exc).__name__}: {exc}"
@@ -138,15 +189,63 @@ def daily_run(
 
     run.errors = errors
     run.finished_at = timezone.now()
-    if failed_stage:
+    if closed:
+        run.status = DailyRun.Status.SKIPPED
+    elif failed_stage:
         run.status = DailyRun.Status.FAILED
     elif errors:
         run.status = DailyRun.Status.PARTIAL
     else:
         run.status = DailyRun.Status.SUCCEEDED
-    run.summary = run_summary(run)
+    run.summary = f"No session: {closed}. Nothing sent." if closed else run_summary(run)
     run.save()
     return run
+
+
+def _unavailable_recorded(day: dt.date) -> dict[str, str]:
+    """The tickers the latest data stage for ``day`` could not get, as it recorded them (``errors["data"]``)."""
+    run = (
+        DailyRun.objects.filter(date=day, stages__contains="data", dry_run=False)
+        .exclude(status=DailyRun.Status.RUNNING)
+        .order_by("-started_at")
+        .first()
+    )
+    recorded = run.errors.get("data", {}) if run and isinstance(run.errors, dict) else {}
+    # Recorded as one dict: failed tickers by symbol, rejected bars by "SYMBOL date".
+    failed = {key: why for key, why in recorded.items() if " " not in key}
+    rejected = {key: why for key, why in recorded.items() if " " in key}
+    return MarketUpdate(day=day, failed=failed, rejected=rejected).unavailable
+
+
+def _dry_run_analyses(
+    *, day: dt.date, snapshots: dict[str, TickerSnapshot], analyst: Analyst, run: DailyRun
+) -> dict[str, Analysis]:
+    """What a dry run shows: the stored analyses, and for the rest the rule-based one, kept nowhere.
+
+    A dry run never calls the model (it costs money, and its answer would be stored and published).
+    """
+    analyses = stored_analyses(day=day, symbols=list(snapshots), analyst=analyst)
+    run.analyses_cached = len(analyses)
+    rules = RuleBasedAnalyst()
+    for symbol, snapshot in sorted(snapshots.items()):
+        if symbol in analyses or not snapshot.has_data or snapshot.stale:
+            continue
+        result = rules.analyze(snapshot)
+        analyses[symbol] = Analysis(
+            date=day,
+            model=result.model,
+            prompt_version=result.prompt_version,
+            headline=result.headline,
+            summary=result.summary,
+            stance=result.stance,
+            score=result.score,
+            points=result.points,
+            risks=result.risks,
+            automated=True,
+            data_as_of=snapshot.as_of,
+        )
+        run.analyses_fallback += 1
+    return analyses
 
 
 def _cost(input_tokens: int, output_tokens: int) -> Decimal:

@@ -120,8 +120,91 @@ def test_daily_run_is_scheduled_at_eight_new_york_on_weekdays(resources):
     schedule = resources["DailySchedule"]["Properties"]
     assert schedule["ScheduleExpression"] == "cron(0 8 ? * MON-FRI *)"
     assert schedule["ScheduleExpressionTimezone"] == "America/New_York"
-    assert schedule["Target"]["EcsParameters"]["TaskDefinitionArn"] == {"Ref": "DailyTaskDefinition"}
+    assert schedule["Target"]["Arn"] == {"Ref": "DailyStateMachine"}
+    assert json.loads(schedule["Target"]["Input"]) == {"attempt": 1}
+    machine = resources["DailyStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"]["TaskDefinitionArn"] == {"Ref": "DailyTaskDefinition"}
+    run = machine["Definition"]["States"]["RunDaily"]
+    assert run["Resource"] == "arn:aws:states:::ecs:runTask.sync"  # waits for the task to stop
+    assert run["Parameters"]["TaskDefinition"] == "${TaskDefinitionArn}"
     assert container(resources, "DailyTaskDefinition")["Command"] == ["python", "manage.py", "run_daily"]
+
+
+def _run_state_machine(definition: dict, exit_codes: list[int | None]) -> tuple[str, int, int]:
+    """Play the daily state machine with each run's exit code (None: the task could not start).
+
+    A small interpreter of the states the definition uses; returns the final state's type, the number of task
+    runs and the seconds waited.
+    """
+
+    def path(data: dict, expression: str):
+        value = data
+        for part in re.findall(r"[A-Za-z_]+|\[\d+\]", expression.removeprefix("$.")):
+            if part.startswith("["):
+                index = int(part[1:-1])
+                if not isinstance(value, list) or index >= len(value):
+                    raise KeyError(expression)
+                value = value[index]
+            else:
+                value = value[part]
+        return value
+
+    def matches(rule: dict, data: dict) -> bool:
+        try:
+            value = path(data, rule["Variable"])
+        except (KeyError, TypeError):
+            return rule.get("IsPresent") is False
+        if "IsPresent" in rule:
+            return rule["IsPresent"] is True
+        if "NumericEquals" in rule:
+            return value == rule["NumericEquals"]
+        if "NumericGreaterThanEquals" in rule:
+            return value >= rule["NumericGreaterThanEquals"]
+        raise AssertionError(f"comparison not played: {rule}")
+
+    states, name, data = definition["States"], definition["StartAt"], {"attempt": 1}
+    runs = waited = 0
+    for _ in range(100):
+        state = states[name]
+        kind = state["Type"]
+        if kind in ("Succeed", "Fail"):
+            return kind, runs, waited
+        if kind == "Task":
+            code = exit_codes[runs]
+            runs += 1
+            if code is None:
+                data = {**data, "error": {"Error": "States.TaskFailed"}}
+                name = state["Catch"][0]["Next"]
+                continue
+            data = {**data, state["ResultPath"].removeprefix("$."): {"Containers": [{"ExitCode": code}]}}
+        elif kind == "Choice":
+            name = next((c["Next"] for c in state["Choices"] if matches(c, data)), state["Default"])
+            continue
+        elif kind == "Wait":
+            waited += state["Seconds"]
+        elif kind == "Pass":
+            (key,) = state["Parameters"]
+            expression = state["Parameters"][key]
+            (argument,) = re.fullmatch(r"States\.MathAdd\((\$\.\w+), 1\)", expression).groups()
+            data = {key.removesuffix(".$"): path(data, argument) + 1}
+        name = state["Next"]
+    raise AssertionError("the state machine did not stop")
+
+
+@pytest.mark.parametrize(
+    ("exit_codes", "outcome", "runs"),
+    [
+        ([0], "Succeed", 1),  # a normal day, or a closed market
+        ([1, 1, 0], "Succeed", 3),  # market data published late: the third run sends the issue
+        ([None, 0], "Succeed", 2),  # the task could not start
+        ([1, 1, 1, 1, 0], "Fail", 4),  # still failing after four runs: give up, the alarm has fired
+    ],
+)
+def test_a_failed_daily_run_is_run_again_after_a_pause(resources, exit_codes, outcome, runs):
+    definition = resources["DailyStateMachine"]["Properties"]["Definition"]
+    final, ran, waited = _run_state_machine(definition, exit_codes)
+    assert (final, ran) == (outcome, runs)
+    assert waited >= 600 * (ran - 1)  # time for the provider to publish, not a tight loop
 
 
 def test_bounces_and_complaints_reach_the_webhook(resources):
@@ -150,7 +233,7 @@ def test_each_task_has_its_own_role_without_wildcards(resources):
         for container_task in ("WebTaskDefinition", "DailyTaskDefinition")
     }
     assert len(set(roles.values())) == 2
-    for role in [*roles.values(), "TaskExecutionRole", "SchedulerRole"]:
+    for role in [*roles.values(), "TaskExecutionRole", "SchedulerRole", "DailyStateMachineRole"]:
         for policy in resources[role]["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
                 assert statement["Resource"] != "*", f"{role}: {statement['Action']}"

@@ -247,6 +247,9 @@ DYNAMODB_UNPROCESSED_RETRIES = env.int("DYNAMODB_UNPROCESSED_RETRIES", default=8
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=300)
 # Days of history a newly followed ticker gets, enough for SMA50, the 180-day drawdown and the 52-week range.
 MARKET_BACKFILL_DAYS = env.int("MARKET_BACKFILL_DAYS", default=400)
+# More than this share of followed tickers without data for the session and nobody gets an issue: the run fails
+# (non-zero exit, retried later) instead of sending "data unavailable" for most of them.
+DATA_MAX_FAILED_SHARE = env.float("DATA_MAX_FAILED_SHARE", default=0.2)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 

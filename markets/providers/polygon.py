@@ -35,6 +35,9 @@ logger = logging.getLogger("walter.markets.polygon")
 
 MARKET_TZ = ZoneInfo("America/New_York")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+HOLIDAYS_FETCHED_KEY = "walter:polygon:holidays-fetched"
+CLOSURES_SEEN_KEY = "walter:polygon:closures-seen"
+CLOSURES_REMEMBERED = 60  # about three years of exchange holidays
 # One page of daily aggregates holds this many bars: 400 sessions of backfill is always one request.
 AGGS_PAGE_LIMIT = 50_000
 # The ticker list: Polygon's largest page, and a bound on pages so a cursor that loops cannot run forever
@@ -368,27 +371,33 @@ class PolygonProvider:
 
     # -- beyond the protocol: the calendar and splits -----------------------------------------------------
 
-    def market_holidays(self) -> dict[dt.date, str]:
-        """Upcoming full-day closures of the US stock market; cached for a day."""
-        key = "walter:polygon:holidays"
-        cached = self.cache.get(key)
-        if cached is not None:
-            return {dt.date.fromisoformat(d): n for d, n in cached.items()}
-        payload = self._json(
-            "market holidays", self._call("market holidays", self.client.get_market_holidays, raw=True)
-        )
-        closed: dict[dt.date, str] = {}
-        for row in payload if isinstance(payload, list) else []:
-            if not isinstance(row, dict) or row.get("status") != "closed":
-                continue
-            if row.get("exchange") not in (None, "NYSE", "NASDAQ"):
-                continue
-            try:
-                closed[dt.date.fromisoformat(str(row.get("date")))] = str(row.get("name") or "market holiday")
-            except ValueError:
-                continue
-        self.cache.set(key, {d.isoformat(): n for d, n in closed.items()}, timeout=24 * 3600)
-        return closed
+    def market_holidays(self, *, fresh: bool = False) -> dict[dt.date, str]:
+        """Full-day closures of the US stock market: the upcoming ones, and those seen upcoming lately.
+
+        Polygon lists only upcoming closures, but the morning job asks about the session before: a closure
+        announced at short notice (a day of mourning) is gone from the list by then. So every closure seen is
+        remembered in the cache (shared by every process) for ``CLOSURES_REMEMBERED`` entries. The list is
+        fetched once a day, or now when ``fresh``.
+        """
+        if fresh or self.cache.get(HOLIDAYS_FETCHED_KEY) is None:
+            payload = self._json(
+                "market holidays", self._call("market holidays", self.client.get_market_holidays, raw=True)
+            )
+            seen = dict(self.cache.get(CLOSURES_SEEN_KEY) or {})
+            for row in payload if isinstance(payload, list) else []:
+                if not isinstance(row, dict) or row.get("status") != "closed":
+                    continue
+                if row.get("exchange") not in (None, "NYSE", "NASDAQ"):
+                    continue
+                try:
+                    day = dt.date.fromisoformat(str(row.get("date")))
+                except ValueError:
+                    continue
+                seen[day.isoformat()] = str(row.get("name") or "market holiday")
+            seen = dict(sorted(seen.items())[-CLOSURES_REMEMBERED:])
+            self.cache.set(CLOSURES_SEEN_KEY, seen, timeout=None)
+            self.cache.set(HOLIDAYS_FETCHED_KEY, 1, timeout=24 * 3600)
+        return {dt.date.fromisoformat(d): n for d, n in (self.cache.get(CLOSURES_SEEN_KEY) or {}).items()}
 
     def splits(self, symbol: str, since: dt.date) -> list[dt.date]:
         """Execution dates of ``symbol``'s splits on or after ``since`` (reference data)."""

@@ -3,7 +3,9 @@
 It replays the recorded responses in `tests/fixtures/polygon/` (file name = request path with `/` and `&` turned
 into `_`), serves a synthetic market that tests fill in (random walks, splits, holidays), and plays scripted
 scenarios before anything else: 429 with Retry-After, 500, answers slower than the client's timeout, malformed
-JSON. Every request is recorded so tests can count them.
+JSON. Lasting faults (``fault()``) hold until ``heal()``: the server down (connection refused), 500, garbage JSON,
+a hang beyond the client's timeout, or "not published" (an OK answer without results). Every request is recorded
+so tests can count them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class Reply:
     delay: float = 0.0
 
 
+#: Lasting fault modes for ``FakePolygon.fault``.
+FAULTS = ("500", "garbage", "hang", "unpublished")
+
+
 @dataclass
 class Seen:
     path: str
@@ -49,7 +55,7 @@ class Seen:
 
 
 class FakePolygon:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.bars: dict[str, dict[dt.date, tuple[float, float, float, float, float]]] = {}
         self.names: dict[str, str] = {}
         self.holidays: list[dict[str, str]] | None = None  # None: replay the recorded upcoming holidays
@@ -57,6 +63,7 @@ class FakePolygon:
         self.unpublished: set[dt.date] = set()  # grouped daily answers "no results" for these dates
         self.page_cap = 1000  # ticker search pages hold at most this many results, like Polygon's own cap
         self.scripts: list[tuple[str, deque[Reply]]] = []
+        self.faults: dict[str, tuple[str, float]] = {}  # path prefix → (mode, hang seconds)
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -71,7 +78,11 @@ class FakePolygon:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self._listen(port)
+
+    def _listen(self, port: int) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-polygon", daemon=True
@@ -90,8 +101,19 @@ class FakePolygon:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()
+
+    def down(self) -> None:
+        """Stop listening: every request is refused until ``up()``, on the same address."""
         self.server.shutdown()
         self.server.server_close()
+
+    def up(self) -> None:
+        """Listen again on the address ``down()`` closed, with everything set up so far."""
+        self._listen(self.server.server_address[1])
+        self.thread.start()
 
     # -- what tests set up ---------------------------------------------------------------------------------
 
@@ -99,6 +121,21 @@ class FakePolygon:
         """Answer the next requests whose path starts with ``path_prefix`` with ``replies``, in order."""
         with self._lock:
             self.scripts.append((path_prefix, deque(replies)))
+
+    def fault(self, path_prefix: str, mode: str, *, hang: float = 60.0) -> None:
+        """Answer every request whose path starts with ``path_prefix`` badly until ``heal()``: a mode of FAULTS.
+
+        "hang" answers after ``hang`` seconds (beyond the client's read timeout); "unpublished" is Polygon's OK
+        answer without results, as for a session whose data is not out yet.
+        """
+        if mode not in FAULTS:
+            raise ValueError(f"unknown fault {mode!r}; one of {', '.join(FAULTS)}")
+        with self._lock:
+            self.faults[path_prefix] = (mode, hang)
+
+    def heal(self) -> None:
+        with self._lock:
+            self.faults.clear()
 
     def add_random_walks(
         self, symbols: list[str], days: list[dt.date], *, seed: int = 7, start_price: float = 100.0
@@ -151,6 +188,8 @@ class FakePolygon:
                 if parts.path.startswith(prefix) and replies:
                     reply = replies.popleft()
                     break
+            if reply is None:
+                reply = next((_fault_reply(*f) for p, f in self.faults.items() if parts.path.startswith(p)), None)
         if reply is None:
             reply = self._route(parts.path, query, parts.query)
         if reply.delay:
@@ -320,6 +359,16 @@ class FakePolygon:
         since = (query.get("execution_date.gte") or ["0000-00-00"])[0]
         results = [s for s in self.splits if (not ticker or s["ticker"] == ticker) and s["execution_date"] >= since]
         return Reply(body={"results": results, "status": "OK", "request_id": "fake"})
+
+
+def _fault_reply(mode: str, hang: float) -> Reply:
+    if mode == "500":
+        return Reply(500, {"status": "ERROR", "request_id": "fake", "error": "Internal server error"})
+    if mode == "garbage":
+        return Reply(200, b'{"status": "OK", "results": [{"T": "AAPL", "c": 1')
+    if mode == "hang":
+        return Reply(200, {"status": "OK", "request_id": "fake"}, delay=hang)
+    return Reply(200, {"queryCount": 0, "resultsCount": 0, "adjusted": True, "status": "OK", "request_id": "fake"})
 
 
 def _stamp(day: dt.date) -> int:

@@ -70,7 +70,8 @@ class Command(BaseCommand):
                 f"arrived; not sent again: {listed}{f' and {more} more' if more > 0 else ''}. "
                 "Run with --resend-ambiguous to send them."
             )
-        if "delivery" in stages and not run.dry_run and run.emails_sent == 0 and run.status != DailyRun.Status.FAILED:
+        sent_nothing = "delivery" in stages and not run.dry_run and run.emails_sent == 0
+        if sent_nothing and run.status in (DailyRun.Status.SUCCEEDED, DailyRun.Status.PARTIAL):
             self.stdout.write(f"Nothing new to send for {day.isoformat()}: every subscriber already has this issue.")
         if run.status == DailyRun.Status.FAILED:
             raise CommandError(f"run for {day.isoformat()} failed: {run.errors.get('run', 'see the DailyRun record')}")
