@@ -244,4 +244,7 @@ def test_wishes_made_while_the_run_sends_win_and_an_erase_is_never_undone(job):
         leftovers = list(job.archive.rglob(f"{tokens[READERS[i]]}*"))
         assert leftovers == [], f"archived copies of an erased subscriber remain: {leftovers}"
     assert row[4] == "skipped", "reader23 was erased before hand-over: skipped, not sent"
+    for i in (20, 21, 22):
+        leftovers = list(job.archive.rglob(f"{tokens[READERS[i]]}*"))
+        assert leftovers == [], f"an archived copy of a message never sent to {READERS[i]}: {leftovers}"
     assert job.statuses()["sending"] == 0
