@@ -154,6 +154,24 @@ def test_sigterm_mid_send_finishes_what_is_in_flight_records_it_and_exits_non_ze
     assert sorted(got) == sorted(READERS), "the rerun sends the rest, nobody twice"
 
 
+def test_sigterm_while_the_backend_hangs_exits_after_the_grace_period_with_that_message_in_flight(job):
+    job.env.update({"EMAIL_LOG_HOLD": READERS[3], "DELIVERY_STOP_GRACE": "2"})  # reader03's send never returns
+    process = job.start("run_daily", "--date", DAY)
+    job.wait_for(process, Path(f"{job.release}.held").exists, "reader03's message reached the backend")
+    process.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    out, _ = process.communicate(timeout=60)
+    seconds = time.monotonic() - stopped_at
+
+    assert process.returncode == 1, out
+    assert seconds < 20, f"exited {seconds:.1f}s after SIGTERM"
+    assert "interrupted" in out and "1 still in flight (ambiguous)" in out
+    assert job.runs() == ["interrupted"]
+    assert list(job.in_flight().values()) == [READERS[3]], "only the hung message is in doubt"
+    assert job.statuses()["claimed"] == 0
+    assert job.alerts() == 1
+
+
 def test_sigkill_at_random_moments_leaves_at_most_two_windows_ambiguous_and_the_rerun_sends_the_rest(job):
     rng = random.Random(os.environ.get("KILL_SEED", time.time_ns()))
     ambiguous: dict[str, str] = {}

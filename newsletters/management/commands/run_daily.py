@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
+import threading
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -21,6 +23,10 @@ def parse_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise CommandError(f"--date {value!r} is not a valid date; use YYYY-MM-DD, for example 2026-11-20") from None
+
+
+def _hung_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
 
 
 class Command(BaseCommand):
@@ -73,9 +79,15 @@ class Command(BaseCommand):
         if "delivery" in stages and not run.dry_run:
             self._report_unsent(day, run, options["resend_ambiguous"])
         if run.status in (DailyRun.Status.FAILED, DailyRun.Status.INTERRUPTED):
-            raise CommandError(
-                f"run for {day.isoformat()} {run.status}: {run.errors.get('run', 'see the DailyRun record')}"
-            )
+            line = f"run for {day.isoformat()} {run.status}: {run.errors.get('run', 'see the DailyRun record')}"
+            if run.status == DailyRun.Status.INTERRUPTED and _hung_threads():
+                # A send still hanging in the email backend after the grace period (recorded as in flight) would
+                # hold the interpreter's exit until its timeout, past ECS's SIGKILL: everything is recorded, so go.
+                self.stderr.write(f"CommandError: {line}")
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
+            raise CommandError(line)
 
     def _report_unsent(self, day: dt.date, run: DailyRun, resend_ambiguous: bool) -> None:
         """Say who has no copy yet and why; never "everyone has it" while someone has nothing."""
