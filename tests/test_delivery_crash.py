@@ -1,13 +1,15 @@
 """Stops, kills and changes of mind, for real: run_daily as a subprocess, SIGTERMed, SIGKILLed, or racing a second
 process that unsubscribes and erases while it sends.
 
-The job runs against its own SQLite database; its email backend appends every accepted message to a log with an
+The job runs against its own SQLite database, or its own PostgreSQL database when ``CRASH_TEST_POSTGRES`` names a
+server (``postgres://postgres@127.0.0.1:5432``); its email backend appends every accepted message to a log with an
 fsync, so the log is the truth about who got what, whatever the moment of the kill.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import random
 import signal
@@ -15,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,15 +36,15 @@ pytestmark = pytest.mark.slow
 
 
 class Job:
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
         self.tmp = tmp_path
         self.log = tmp_path / "accepted.log"
-        self.database = tmp_path / "walter.sqlite3"
+        self.database_url = database_url
         self.archive = tmp_path / "var" / "archive"
         self.release = tmp_path / "release"
         self.env = {
             **os.environ,
-            "DATABASE_URL": f"sqlite:///{self.database}",
+            "DATABASE_URL": database_url,
             "WALTER_VAR_DIR": str(tmp_path / "var"),
             "ARCHIVE_DIR": str(self.archive),
             "EMAIL_BACKEND": "tests.fakes.delivery_backends.HoldingLogBackend",
@@ -53,7 +56,6 @@ class Job:
             "SES_MAX_SEND_RATE": "0",
             "ADMINS": OPS,
             "LOG_LEVEL": "WARNING",
-            **env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
 
@@ -86,8 +88,18 @@ class Job:
         return sum(1 for line in lines if line.split()[0] == OPS)
 
     def query(self, sql: str, *params) -> list[tuple]:
-        with sqlite3.connect(self.database) as db:
-            return db.execute(sql, params).fetchall()
+        if self.database_url.startswith("sqlite:///"):
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as db:
+                return db.execute(sql, params).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.database_url) as db:
+            rows = db.execute(sql.replace("?", "%s"), params).fetchall()
+        # As SQLite returns them: text, not UUID and JSON objects.
+        return [
+            tuple(json.dumps(v) if isinstance(v, list) else str(v) if isinstance(v, uuid.UUID) else v for v in r)
+            for r in rows
+        ]
 
     def statuses(self) -> collections.Counter:
         return collections.Counter(s for (s,) in self.query("SELECT status FROM newsletters_delivery"))
@@ -117,8 +129,26 @@ def _uuid(token: str) -> str:
 
 
 @pytest.fixture
-def job(tmp_path: Path) -> Job:
-    job = Job(tmp_path)
+def database_url(tmp_path: Path):
+    server = os.environ.get("CRASH_TEST_POSTGRES", "")
+    if not server:
+        yield f"sqlite:///{tmp_path / 'walter.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"delivery_crash_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def job(tmp_path: Path, database_url: str) -> Job:
+    job = Job(tmp_path, database_url)
     code, out = job.run("migrate", "--verbosity", "0")
     assert code == 0, out
     job.shell(
@@ -256,7 +286,7 @@ def test_wishes_made_while_the_run_sends_win_and_an_erase_is_never_undone(job):
     for i in (5, 23):
         (row,) = job.query(
             "SELECT subscriber_id, email, symbols, archive_key, status FROM newsletters_delivery WHERE token = ?",
-            tokens[READERS[i]].replace("-", ""),
+            tokens[READERS[i]] if "postgres" in job.database_url else tokens[READERS[i]].replace("-", ""),
         )
         assert row[:4] == (None, "", "[]", ""), f"the erase of {READERS[i]} was undone: {row}"
         leftovers = list(job.archive.rglob(f"{tokens[READERS[i]]}*"))
