@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import pytest
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from newsletters.archive import archive_prefix, archive_write
 from newsletters.delivery import deliveries_plan, deliveries_send, issue_ensure
-from newsletters.models import Delivery
+from newsletters.models import DailyRun, Delivery
 from newsletters.services import issue_content_for
 from newsletters.stopping import StopFlag
 from subscriptions.models import Subscriber
@@ -76,3 +81,42 @@ def test_an_erase_removes_archived_copies_no_row_points_at_yet(
         subscriber_erase(subscriber=subscriber)
 
     assert list(archive_dir.rglob(f"{delivery.token}*")) == []
+
+
+def test_a_signal_outside_sending_unwinds_at_once_and_inside_only_asks_to_stop():
+    from newsletters.stopping import Stopped, stop, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_on_signals():
+        with pytest.raises(Stopped, match="SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs here and raises
+        stop.clear()
+        with stop.graceful():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert stop and stop.reason == "received SIGINT", "in a graceful section a signal only sets the flag"
+    stop.clear()
+    assert signal.getsignal(signal.SIGTERM) is before, "the previous handler is back"
+
+
+def test_sigterm_during_analysis_ends_the_run_interrupted_with_nothing_sent(trading_day, monkeypatch, outbox):
+    import newsletters.pipeline
+
+    real = newsletters.pipeline.analyses_ensure
+
+    def analyses_then_sigterm(**kwargs):
+        result = real(**kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # ECS stopping the task while the analysis stage ends
+        time.sleep(5)
+        return result
+
+    monkeypatch.setattr(newsletters.pipeline, "analyses_ensure", analyses_then_sigterm)
+    subscriber_create(email="reader@example.com", symbols=["AAPL"], status=Subscriber.Status.ACTIVE)
+    with pytest.raises(CommandError, match="interrupted") as stopped:
+        call_command("run_daily", "--date", trading_day.isoformat())
+
+    assert "\n" not in str(stopped.value)
+    assert DailyRun.objects.get().status == DailyRun.Status.INTERRUPTED
+    assert not outbox.exists() or not list(outbox.glob("*.eml")), "nothing sent"
+    assert not Delivery.objects.exists(), "nothing planned"
