@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -305,6 +306,8 @@ class _Flow:
     def _hand_over(self, window: list[tuple[Delivery, EmailMessage]]) -> None:
         # At most two windows with the backend: the one before last is recorded in the statement marking this one.
         while len(self.in_flight) >= 2:
+            if not self._wait(self.in_flight[0]):
+                return  # stopped while waiting: finish() waits for it, within the grace period
             self._collect(self.in_flight.popleft())
         if self.halted():
             return
@@ -326,6 +329,16 @@ class _Flow:
             self.done.append(delivery)
         self.in_flight.append(handed)
 
+    def _wait(self, handed: list[tuple[Delivery, Future[Outcome]]]) -> bool:
+        """Wait until every message of the window has an outcome (True), or a stop is asked (False)."""
+        futures = [future for _, future in handed]
+        while True:
+            _, pending = futures_wait(futures, timeout=0.25)
+            if not pending:
+                return True
+            if self.halted():
+                return False
+
     def _collect(self, handed: list[tuple[Delivery, Future[Outcome]]], timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         for delivery, future in handed:
@@ -342,6 +355,11 @@ class _Flow:
             self.on_progress(len(handed))
 
     def _settle(self, outcomes: list[Delivery], mark: list[Delivery]) -> set[int]:
+        # Rarely more than two windows' worth; a batch skipped whole goes in slices: each row's CASE branches are
+        # searched once per updated row, so one statement for thousands of rows would cost rows squared.
+        while len(outcomes) > SETTLE_MAX_ROWS:
+            self._settle(outcomes[:SETTLE_MAX_ROWS], [])
+            outcomes = outcomes[SETTLE_MAX_ROWS:]
         marked, erased = _write_and_mark(outcomes, mark)
         for delivery in outcomes:
             if delivery.id in erased:
@@ -376,6 +394,7 @@ def _archive_discard(delivery: Delivery) -> None:
         delivery.archive_key = ""
 
 
+SETTLE_MAX_ROWS = 500
 OUTCOME_FIELDS = ["status", "error", "retryable", "message_id", "sent_at"]
 #: Emptied by an erase: an outcome written afterwards must not bring them back.
 PERSONAL_FIELDS = ["email", "symbols", "archive_key"]

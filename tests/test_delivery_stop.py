@@ -120,3 +120,26 @@ def test_sigterm_during_analysis_ends_the_run_interrupted_with_nothing_sent(trad
     assert DailyRun.objects.get().status == DailyRun.Status.INTERRUPTED
     assert not outbox.exists() or not list(outbox.glob("*.eml")), "nothing sent"
     assert not Delivery.objects.exists(), "nothing planned"
+
+
+def test_a_large_batch_skipped_whole_is_recorded(trading_day):
+    """A whole batch of subscribers who paused after planning: every one recorded as skipped, nothing sent."""
+    from markets.services import ticker_ensure
+
+    Subscriber.objects.bulk_create(
+        [Subscriber(email=f"p{i:05d}@example.com", status=Subscriber.Status.ACTIVE) for i in range(2100)]
+    )
+    aapl = ticker_ensure(symbol="AAPL")
+    Follows = Subscriber.tickers.through
+    Follows.objects.bulk_create(
+        [Follows(subscriber_id=sid, ticker_id=aapl.id) for sid in Subscriber.objects.values_list("id", flat=True)]
+    )
+    issue = issue_ensure(day=trading_day, demo=True)
+    deliveries_plan(issue=issue)
+    Subscriber.objects.update(status=Subscriber.Status.PAUSED)  # paused after planning
+    content = issue_content_for(day=trading_day, symbols=["AAPL"], refresh=True)
+
+    stage = deliveries_send(issue=issue, content=content, batch_size=2100, stop=StopFlag())
+
+    assert stage.skipped == 2100
+    assert Delivery.objects.filter(issue=issue, status=Delivery.Status.SKIPPED).count() == 2100
