@@ -185,9 +185,12 @@ def test_sigterm_mid_send_finishes_what_is_in_flight_records_it_and_exits_non_ze
 
 
 def test_sigterm_while_the_backend_hangs_exits_after_the_grace_period_with_that_message_in_flight(job):
-    job.env.update({"EMAIL_LOG_HOLD": READERS[3], "DELIVERY_STOP_GRACE": "2"})  # reader03's send never returns
+    job.env.update({"EMAIL_LOG_HOLD": READERS[0], "DELIVERY_STOP_GRACE": "2"})  # reader00's send never returns
     process = job.start("run_daily", "--date", DAY)
-    job.wait_for(process, Path(f"{job.release}.held").exists, "reader03's message reached the backend")
+    job.wait_for(process, Path(f"{job.release}.held").exists, "reader00's message reached the backend")
+    # Long enough for the run to compose the next windows and wait for reader00's: the stop must end that wait.
+    job.wait_for(process, lambda: len(job.accepted()) >= 3, "the other connection sent the next window")
+    time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
     stopped_at = time.monotonic()
     out, _ = process.communicate(timeout=60)
@@ -197,7 +200,7 @@ def test_sigterm_while_the_backend_hangs_exits_after_the_grace_period_with_that_
     assert seconds < 20, f"exited {seconds:.1f}s after SIGTERM"
     assert "interrupted" in out and "1 still in flight (ambiguous)" in out
     assert job.runs() == ["interrupted"]
-    assert list(job.in_flight().values()) == [READERS[3]], "only the hung message is in doubt"
+    assert list(job.in_flight().values()) == [READERS[0]], "only the hung message is in doubt"
     assert job.statuses()["claimed"] == 0
     assert job.alerts() == 1
 
