@@ -321,8 +321,9 @@ class _Flow:
                 handed.append((delivery, self.sender.submit(message)))
                 continue
             # The subscriber unsubscribed, paused, was suppressed or erased since the batch was read (or another
-            # worker holds the row): nothing goes out, and the copy archived for them goes.
-            _archive_discard(delivery)
+            # worker holds the row): nothing goes out. The copy archived for them goes once the skip is written,
+            # not before: a row another worker holds keeps its copy (same key), as the guarded write will not match.
+            delivery.unsent_archive_key, delivery.archive_key = delivery.archive_key, ""
             delivery.email, delivery.symbols = "", []
             _finish(delivery, Delivery.Status.SKIPPED, error="subscriber no longer active when its turn came")
             self.stage.skipped += 1
@@ -360,12 +361,16 @@ class _Flow:
         while len(outcomes) > SETTLE_MAX_ROWS:
             self._settle(outcomes[:SETTLE_MAX_ROWS], [])
             outcomes = outcomes[SETTLE_MAX_ROWS:]
-        marked, erased = _write_and_mark(outcomes, mark)
+        written = _write_and_mark(outcomes, mark)
         for delivery in outcomes:
-            if delivery.id in erased:
-                # Erased while its message was in flight: the erase could not see this copy, so it goes now.
-                _archive_discard(delivery)
-        return marked
+            if delivery.id not in written:
+                continue
+            if getattr(delivery, "unsent_archive_key", ""):
+                _archive_discard(delivery.unsent_archive_key, delivery)
+            if written[delivery.id] is None:
+                # Erased while its message was in flight: the erase may have come before the copy was written.
+                _archive_discard(delivery.archive_key, delivery)
+        return {d.id for d in mark if d.id in written}
 
     def finish(self) -> None:
         """Wait for what is with the backend (bounded after a stop), record it, and return the rest to pending."""
@@ -385,13 +390,12 @@ class _Flow:
             self._settle(outcomes, [])
 
 
-def _archive_discard(delivery: Delivery) -> None:
-    if delivery.archive_key:
+def _archive_discard(key: str, delivery: Delivery) -> None:
+    if key:
         try:
-            archive_delete(delivery.archive_key)
+            archive_delete(key)
         except Exception:  # the erase path deletes by token too; a storage hiccup must not stop the run
             logger.exception("could not delete the archived copy of delivery %s", delivery.token)
-        delivery.archive_key = ""
 
 
 SETTLE_MAX_ROWS = 500
@@ -400,16 +404,18 @@ OUTCOME_FIELDS = ["status", "error", "retryable", "message_id", "sent_at"]
 PERSONAL_FIELDS = ["email", "symbols", "archive_key"]
 
 
-def _write_and_mark(outcomes: list[Delivery], mark: list[Delivery]) -> tuple[set[int], set[int]]:
-    """One UPDATE … RETURNING: write ``outcomes`` and mark ``mark`` as sending; returns (marked ids, erased ids).
+def _write_and_mark(outcomes: list[Delivery], mark: list[Delivery]) -> dict[int, int | None]:
+    """One UPDATE … RETURNING: write ``outcomes`` and mark ``mark`` as sending; returns the rows it changed, each
+    with its subscriber id (None: erased).
 
     A delivery is marked only if it is still claimed and its subscriber is active at this moment, in SQL: what the
     subscriber wished a millisecond ago wins over the batch read earlier. An outcome is written only over the
     status this run holds (claimed or sending), and never writes address, tickers or archive key back into a row an
-    erase emptied (its subscriber is gone): those come back as "erased" so the caller removes the archived copy.
+    erase emptied (its subscriber is gone): those rows come back without a subscriber, for the caller to remove
+    the archived copy.
     """
     if not outcomes and not mark:
-        return set(), set()
+        return {}
     conn = db_connection
     quote = conn.ops.quote_name
     meta = Delivery._meta
@@ -485,10 +491,7 @@ def _write_and_mark(outcomes: list[Delivery], mark: list[Delivery]) -> tuple[set
     with conn.cursor() as cursor:
         cursor.execute(sql, params + where_params)
         returned = cursor.fetchall()
-    mark_ids = {d.pk for d in mark}
-    marked = {row_id for row_id, _ in returned if row_id in mark_ids}
-    erased = {row_id for row_id, sid in returned if sid is None and row_id not in mark_ids}
-    return marked, erased
+    return dict(returned)
 
 
 def _record(delivery: Delivery, outcome: Outcome, stage: DeliveryStage) -> None:
