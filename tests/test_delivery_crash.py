@@ -240,6 +240,7 @@ def test_sigkill_at_random_moments_leaves_at_most_two_windows_ambiguous_and_the_
     runs = job.runs()
     assert runs[-1] == ("partial" if ambiguous else "succeeded")
     assert runs.count("interrupted") == len(runs) - 1, "each killed run is marked interrupted by the next one"
+    assert job.alerts() == runs.count("interrupted") + (1 if ambiguous else 0), "each killed run alerted, once"
 
     # Asked to, the next run sends the ambiguous ones; only they can arrive twice.
     code, out = job.run("run_daily", "--date", DAY, "--resend-ambiguous")
