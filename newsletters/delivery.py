@@ -346,6 +346,10 @@ class _Flow:
             try:
                 outcome = future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
+                if future.cancel():  # still waiting for a connection: never handed over
+                    _record(delivery, Outcome(NOT_SENT, error="not sent: stopped"), self.stage)
+                    self.done.append(delivery)
+                    continue
                 # Still with the backend when the grace period ran out: it stays "sending", ambiguous.
                 self.abandoned = True
                 logger.warning("delivery %s still in flight when sending stopped", delivery.token)
