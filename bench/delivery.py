@@ -8,7 +8,10 @@ subscribers following 3-8 of the demo tickers each, runs the data and analysis s
 - rendering on one core: compose the personal email, build the MIME message with its charts, serialise it;
 - end to end: plan the deliveries, then claim → render → archive (local disk) → send (Django's locmem backend,
   its outbox emptied after every batch so it does not grow) → mark sent, exactly as run_daily does;
-- SQL queries per 1,000 subscribers during the end-to-end part, and the process's peak RSS.
+- SQL queries per 1,000 subscribers during the end-to-end part, and the process's peak RSS. A batch costs its
+  claim and its tickers; each window of ``--concurrency`` messages costs one statement (it records the window
+  before last and marks this one sending), so the count falls as the concurrency grows: at most two windows are
+  ever ambiguous after a kill.
 
 Pacing is off (SES_MAX_SEND_RATE=0): the figure is what Walter can do, not what an SES account allows.
 """
@@ -168,7 +171,8 @@ def run(args: argparse.Namespace, low: int, high: int) -> None:
         f"batch {settings.DELIVERY_BATCH_SIZE}, {args.concurrency} sending connections, {os.cpu_count()} cores)"
     )
     print(
-        f"SQL queries: {counter.count:,} in all, {counter.count / (n / 1000):.1f} per 1,000 subscribers ({planned:,} planned)"
+        f"SQL queries: {counter.count:,} in all, {counter.count / (n / 1000):.1f} per 1,000 subscribers ({planned:,} planned; "
+        f"windows of {args.concurrency}, at most {2 * args.concurrency} deliveries ambiguous after a kill)"
     )
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
 

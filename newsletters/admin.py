@@ -37,7 +37,7 @@ class IssueAdmin(RecordAdmin):
             .annotate(
                 n_sent=count("sent"),
                 n_failed=count("failed"),
-                n_pending=count("pending"),
+                n_pending=count("pending", "claimed"),
                 n_in_flight=count("sending"),
                 n_skipped=count("skipped"),
             )

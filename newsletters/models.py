@@ -27,6 +27,9 @@ class Delivery(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        #: Taken by a run to compose, not yet handed over: a crash leaves it pending for the next run, not ambiguous.
+        CLAIMED = "claimed", "Claimed"
+        #: Handed (or about to be handed) to the email backend, outcome not yet recorded: ambiguous after a crash.
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
@@ -139,6 +142,8 @@ class DailyRun(models.Model):
         PARTIAL = "partial", "Partial (some items failed)"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped (no session)"
+        #: Stopped by a signal (SIGTERM, SIGINT) or killed: what was in flight is recorded, the rest left for a rerun.
+        INTERRUPTED = "interrupted", "Interrupted"
 
     date = models.DateField(db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)

@@ -25,7 +25,7 @@ from .models import DailyRun
 
 logger = logging.getLogger("walter.run")
 
-ALERT_STATUSES = (DailyRun.Status.FAILED, DailyRun.Status.PARTIAL)
+ALERT_STATUSES = (DailyRun.Status.FAILED, DailyRun.Status.PARTIAL, DailyRun.Status.INTERRUPTED)
 
 # Name → (DailyRun attribute or callable, CloudWatch unit).
 METRICS = {
@@ -38,6 +38,7 @@ METRICS = {
     "DurationSeconds": (lambda run: round(sum((run.durations or {}).values()), 3), "Seconds"),
     "RunFailed": (lambda run: int(run.status == DailyRun.Status.FAILED), "Count"),
     "RunPartial": (lambda run: int(run.status == DailyRun.Status.PARTIAL), "Count"),
+    "RunInterrupted": (lambda run: int(run.status == DailyRun.Status.INTERRUPTED), "Count"),
 }
 
 
@@ -56,7 +57,7 @@ def run_started(run: DailyRun) -> None:
 def run_finished(run: DailyRun, *, stream: TextIO | None = None) -> None:
     """The run's summary line, its metrics, and an alert when it failed or partly failed."""
     log_context_bind(run_id=run.pk)
-    level = logging.ERROR if run.status == DailyRun.Status.FAILED else logging.INFO
+    level = logging.ERROR if run.status in (DailyRun.Status.FAILED, DailyRun.Status.INTERRUPTED) else logging.INFO
     logger.log(
         level,
         "daily run finished: %s",
@@ -84,6 +85,12 @@ def run_crashed(*, day, stages, error: BaseException) -> None:
         summary=f"{day.isoformat()} failed before it was recorded: {type(error).__name__}: {error}",
     )
     run_finished(run)
+
+
+def run_found_killed(run: DailyRun) -> None:
+    """A run left "running" by a killed process, found by the next run: it could not alert, so it alerts now."""
+    logger.error("daily run %s for %s was killed before it recorded its outcome", run.pk, run.date)
+    alert(run)
 
 
 def emf_document(run: DailyRun, *, timestamp_ms: int | None = None) -> dict:

@@ -24,9 +24,17 @@ from .analysis import analyses_ensure, stored_analyses
 from .analysts import Analyst, get_analyst
 from .analysts.rule_based import RuleBasedAnalyst
 from .compose import issue_content_build
-from .delivery import deliveries_plan, deliveries_release_ambiguous, deliveries_send, issue_ensure
+from .delivery import (
+    deliveries_plan,
+    deliveries_release_ambiguous,
+    deliveries_release_claimed,
+    deliveries_send,
+    deliveries_unfinished,
+    issue_ensure,
+)
 from .models import Analysis, DailyRun, Delivery
-from .observability import run_started
+from .observability import run_found_killed, run_started
+from .stopping import Stopped, stop
 
 logger = logging.getLogger("walter.run")
 
@@ -64,10 +72,12 @@ def daily_run(
     provider = get_provider()
     analyst = get_analyst()
     shared_tables = get_shared_tables()
+    runs_mark_killed(day=day)
     run = DailyRun.objects.create(date=day, dry_run=dry_run, stages=",".join(stages))
     run_started(run)
     errors: dict[str, dict[str, str] | str] = {}
     failed_stage = False
+    interrupted = ""
 
     symbols = followed_symbols()
     closed = ""
@@ -152,12 +162,16 @@ def daily_run(
                 run.emails_skipped = subscribers_receiving().count()
             else:
                 issue = issue_ensure(day=day, demo=provider.is_demo)
+                # This run holds the run_daily lock: claims left by an earlier, killed run were never handed over.
+                deliveries_release_claimed(issue=issue)
                 if resend_ambiguous:
                     deliveries_release_ambiguous(issue=issue)
                 deliveries_plan(issue=issue)
                 sendable = Delivery.objects.filter(issue=issue, status__in=["pending", "failed"]).count()
                 progress.start("Sending", min(sendable, limit) if limit is not None else sendable)
-                delivery = deliveries_send(issue=issue, content=content, limit=limit, on_progress=progress.advance)
+                # A signal from here on stops handing out messages and lets those in flight finish and be recorded.
+                with stop.graceful():
+                    delivery = deliveries_send(issue=issue, content=content, limit=limit, on_progress=progress.advance)
                 run.emails_sent = delivery.sent
                 run.emails_failed = delivery.failed
                 run.emails_skipped = delivery.skipped
@@ -166,10 +180,22 @@ def daily_run(
                 if delivery.ambiguous:
                     errors["delivery_ambiguous"] = {
                         "count": delivery.ambiguous,
-                        "emails": delivery.ambiguous_emails[:AMBIGUOUS_LISTED],
-                        "hint": "in flight when an earlier run stopped; rerun with --resend-ambiguous to send them",
+                        "tokens": delivery.ambiguous_tokens[:AMBIGUOUS_LISTED],
+                        "hint": "in flight when an earlier run was killed; rerun with --resend-ambiguous to send them",
                     }
-                if delivery.stopped:
+                if delivery.interrupted:
+                    interrupted = delivery.interrupted
+                    counts = deliveries_unfinished(issue=issue)
+                    errors["run"] = (
+                        f"interrupted ({interrupted}): messages in flight were recorded; "
+                        f"{counts.get(Delivery.Status.PENDING, 0)} emails left pending for a rerun"
+                        + (
+                            f", {counts[Delivery.Status.SENDING]} still in flight (ambiguous)"
+                            if counts.get(Delivery.Status.SENDING)
+                            else ""
+                        )
+                    )
+                elif delivery.stopped:
                     pending = Delivery.objects.filter(issue=issue, status=Delivery.Status.PENDING).count()
                     errors["run"] = (
                         f"sending stopped: {delivery.stopped}; {pending} emails left pending for a later run"
@@ -182,16 +208,27 @@ def daily_run(
         logger.error("daily run for %s stopped before delivery: %s", day, exc)
         errors["run"] = f"nothing sent: {exc}"
         failed_stage = True
+    except Stopped as exc:
+        # Stopped before any message was handed over (market data, analysis, planning): nothing to finish.
+        interrupted = str(exc)
+        errors["run"] = f"interrupted ({interrupted}) before sending; nothing handed over by this run"
     except Exception as exc:
         logger.exception("daily run for %s failed", day)
         errors["run"] = f"{type(exc).__name__}: {exc}"
         failed_stage = True
 
+    with stop.graceful():  # the record of the run is written whatever signal comes now
+        return _run_record(run, errors, failed=failed_stage, interrupted=bool(interrupted), closed=closed)
+
+
+def _run_record(run: DailyRun, errors: dict, *, failed: bool, interrupted: bool, closed: str = "") -> DailyRun:
     run.errors = errors
     run.finished_at = timezone.now()
     if closed:
         run.status = DailyRun.Status.SKIPPED
-    elif failed_stage:
+    elif interrupted:
+        run.status = DailyRun.Status.INTERRUPTED
+    elif failed:
         run.status = DailyRun.Status.FAILED
     elif errors:
         run.status = DailyRun.Status.PARTIAL
@@ -246,6 +283,20 @@ def _dry_run_analyses(
         )
         run.analyses_fallback += 1
     return analyses
+
+
+def runs_mark_killed(*, day: dt.date) -> list[DailyRun]:
+    """Runs of ``day`` still "running" were killed (SIGKILL, a lost machine): the caller holds the run lock, so
+    none of them is alive. They are marked interrupted and alerted on, once."""
+    killed = list(DailyRun.objects.filter(date=day, status=DailyRun.Status.RUNNING))
+    for run in killed:
+        run.status = DailyRun.Status.INTERRUPTED
+        run.finished_at = timezone.now()
+        run.errors = {**(run.errors or {}), "run": "killed: the process ended without recording its outcome"}
+        run.summary = f"{run.date.isoformat()} interrupted · killed before it could record its outcome"
+        run.save(update_fields=["status", "finished_at", "errors", "summary"])
+        run_found_killed(run)
+    return killed
 
 
 def _cost(input_tokens: int, output_tokens: int) -> Decimal:

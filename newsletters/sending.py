@@ -8,6 +8,10 @@ SES). What SES answers decides what happens next:
 - the recipient or the message refused → that delivery fails with the reason, the others go on;
 - the account cannot send (sending paused, suspended, daily quota used up) → nothing more is handed over,
   the messages not yet handed stay pending, and the run stops with one clear line.
+
+A stop request (SIGTERM, a worker shutting down: :mod:`newsletters.stopping`) works the same way without blaming
+the account: a message already with the backend finishes; one still waiting for a thread or a pacing slot is not
+handed over and comes back "not sent".
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from django.core.mail import EmailMessage, get_connection
 
 from walter_site.ratelimit import Pacer
 from walter_site.redaction import redact
+
+from . import stopping
 
 logger = logging.getLogger("walter.sending")
 
@@ -123,6 +129,7 @@ class Sender:
         pacer: Pacer | None = None,
         connection_factory: Callable[[], object] = get_connection,
         sleep: Callable[[float], None] = time.sleep,
+        stop: stopping.StopFlag | None = None,
     ) -> None:
         rate = settings.SES_MAX_SEND_RATE if rate is None else rate
         self.pacer = pacer or (Pacer("email-send", rate) if rate and rate > 0 else None)
@@ -134,6 +141,7 @@ class Sender:
         self.sleep = sleep
         self.connection_factory = connection_factory
         self.stopped: str = ""  # why the account stopped taking messages, once it has
+        self.stop = stopping.stop if stop is None else stop  # a stop asked of the process (SIGTERM)
         self._stop = threading.Event()
         self._local = threading.local()
         self._connections: list = []
@@ -152,8 +160,11 @@ class Sender:
     def send(self, message: EmailMessage) -> Outcome:
         return self.submit(message).result()
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def close(self, *, wait: bool = True) -> None:
+        """Release the threads and connections; ``wait=False`` after a stop leaves a hung send to its timeout."""
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        if not wait:
+            return
         with self._lock:
             for connection in self._connections:
                 try:
@@ -178,18 +189,27 @@ class Sender:
         self._stop.set()
         return Outcome(NOT_SENT, error=f"not sent: {reason}")
 
+    def _halted(self) -> Outcome | None:
+        if self._stop.is_set():
+            return Outcome(NOT_SENT, error=f"not sent: {self.stopped}")
+        if self.stop:
+            return Outcome(NOT_SENT, error=f"not sent: stopped ({self.stop.reason})")
+        return None
+
     def _send(self, message: EmailMessage) -> Outcome:
         throttled = 0
         while True:
-            if self._stop.is_set():
-                return Outcome(NOT_SENT, error=f"not sent: {self.stopped}")
+            halted = self._halted()
+            if halted:
+                return halted
             if self.pacer:
                 try:
                     self.pacer.acquire()
                 except Exception as exc:  # the shared cache is down: unpaced sending could exceed the account's rate
                     return self._stop_sending(f"cannot pace sending ({type(exc).__name__}: {exc})")
-                if self._stop.is_set():  # stopped while this one waited for its slot
-                    return Outcome(NOT_SENT, error=f"not sent: {self.stopped}")
+                halted = self._halted()  # stopped while this one waited for its slot
+                if halted:
+                    return halted
             try:
                 accepted = self._connection().send_messages([message])
             except Exception as exc:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from subscriptions.signals import ses_event_received, subscriber_erasing, subscriber_exporting
 from walter_site.redaction import redact, redact_data
 
-from .archive import archive_delete
+from .archive import archive_delete, archive_prefix
 from .messages import DELIVERY_TAG
 from .models import DailyRun, Delivery
 
@@ -22,8 +22,11 @@ from .models import DailyRun, Delivery
 def deliveries_erase(sender: Any, subscriber: Any, **kwargs: Any) -> None:
     """Archived copies are deleted, not anonymised: an email is personal through and through (greeting, links,
     tickers). The Delivery rows stay, without address or subscriber, so issue counts remain true."""
-    deliveries = list(Delivery.objects.filter(subscriber=subscriber).exclude(archive_key=""))
-    keys = [d.archive_key for d in deliveries]
+    deliveries = Delivery.objects.filter(subscriber=subscriber).select_related("issue")
+    # Also the copies no row points at yet: archived for a message in flight, or by a run killed before it
+    # recorded the key. Keys are derived from the date and the token, so they can be found without the row.
+    keys = {d.archive_key for d in deliveries if d.archive_key}
+    keys |= {f"{archive_prefix(d.issue.date, str(d.token))}.html" for d in deliveries}
     Delivery.objects.filter(subscriber=subscriber).update(email="", archive_key="", symbols=[], subscriber=None)
     # Files go only once the rows no longer point at them.
     transaction.on_commit(lambda: [archive_delete(key) for key in keys])

@@ -245,6 +245,9 @@ DYNAMODB_UNPROCESSED_RETRIES = env.int("DYNAMODB_UNPROCESSED_RETRIES", default=8
 
 # The daily job.
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=300)
+# After a SIGTERM, seconds to wait for the messages already with the email backend before exiting (ECS sends
+# SIGKILL 30 s after SIGTERM); what is still out then stays "sending", listed as ambiguous.
+DELIVERY_STOP_GRACE = env.float("DELIVERY_STOP_GRACE", default=10.0)
 # Days of history a newly followed ticker gets, enough for SMA50, the 180-day drawdown and the 52-week range.
 MARKET_BACKFILL_DAYS = env.int("MARKET_BACKFILL_DAYS", default=400)
 # More than this share of followed tickers without data for the session and nobody gets an issue: the run fails

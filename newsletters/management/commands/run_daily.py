@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
+import threading
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from markets import calendar
+from newsletters.delivery import deliveries_unfinished
 from newsletters.locks import LockHeld, exclusive
-from newsletters.models import DailyRun
+from newsletters.models import DailyRun, Delivery, Issue
 from newsletters.observability import run_crashed, run_finished, run_scope
 from newsletters.pipeline import STAGES, Progress, daily_run
+from newsletters.stopping import Stopped, stop, stop_on_signals
 
 
 def parse_date(value: str) -> dt.date:
@@ -19,6 +23,10 @@ def parse_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise CommandError(f"--date {value!r} is not a valid date; use YYYY-MM-DD, for example 2026-11-20") from None
+
+
+def _hung_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
 
 
 class Command(BaseCommand):
@@ -50,31 +58,60 @@ class Command(BaseCommand):
             return
         stages = [options["stage"]] if options["stage"] else list(STAGES)
         try:
-            with exclusive("run_daily"), run_scope():
+            # SIGTERM (ECS stopping the task) or SIGINT: stop handing out messages, record those in flight, exit.
+            with stop_on_signals(), exclusive("run_daily"), run_scope():
                 try:
                     run = self._run(day, stages, options)
+                except Stopped as exc:
+                    raise CommandError(f"run for {day.isoformat()} stopped before it was recorded: {exc}") from None
                 except Exception as exc:
                     # Before the run could record itself (configuration, database): alert all the same.
-                    run_crashed(day=day, stages=stages, error=exc)
+                    with stop.graceful():
+                        run_crashed(day=day, stages=stages, error=exc)
                     raise CommandError(f"run for {day.isoformat()} failed: {type(exc).__name__}: {exc}") from exc
-                run_finished(run)
+                with stop.graceful():
+                    run_finished(run)
         except LockHeld:
             raise CommandError("another run_daily is already running; not starting a second one") from None
+        finally:
+            stop.clear()
         self.stdout.write(run.summary)
+        if "delivery" in stages and not run.dry_run:
+            self._report_unsent(day, run, options["resend_ambiguous"])
+        if run.status in (DailyRun.Status.FAILED, DailyRun.Status.INTERRUPTED):
+            line = f"run for {day.isoformat()} {run.status}: {run.errors.get('run', 'see the DailyRun record')}"
+            if run.status == DailyRun.Status.INTERRUPTED and _hung_threads():
+                # A send still hanging in the email backend after the grace period (recorded as in flight) would
+                # hold the interpreter's exit until its timeout, past ECS's SIGKILL: everything is recorded, so go.
+                self.stderr.write(f"CommandError: {line}")
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
+            raise CommandError(line)
+
+    def _report_unsent(self, day: dt.date, run: DailyRun, resend_ambiguous: bool) -> None:
+        """Say who has no copy yet and why; never "everyone has it" while someone has nothing."""
         ambiguous = run.errors.get("delivery_ambiguous") if isinstance(run.errors, dict) else None
-        if ambiguous and not options["resend_ambiguous"]:
-            listed = ", ".join(ambiguous["emails"])
-            more = ambiguous["count"] - len(ambiguous["emails"])
+        if ambiguous and not resend_ambiguous:
+            listed = ", ".join(ambiguous["tokens"])
+            more = ambiguous["count"] - len(ambiguous["tokens"])
             self.stdout.write(
-                f"{ambiguous['count']} emails were in flight when an earlier run stopped and may already have "
-                f"arrived; not sent again: {listed}{f' and {more} more' if more > 0 else ''}. "
-                "Run with --resend-ambiguous to send them."
+                f"{ambiguous['count']} were in flight and were not sent again (--resend-ambiguous): they may "
+                f"already have arrived. Delivery tokens: {listed}{f' and {more} more' if more > 0 else ''}."
             )
-        sent_nothing = "delivery" in stages and not run.dry_run and run.emails_sent == 0
-        if sent_nothing and run.status in (DailyRun.Status.SUCCEEDED, DailyRun.Status.PARTIAL):
+        if run.emails_sent or run.status in (
+            DailyRun.Status.FAILED,
+            DailyRun.Status.INTERRUPTED,
+            DailyRun.Status.SKIPPED,
+        ):
+            return
+        issue = Issue.objects.filter(date=day).first()
+        unfinished = deliveries_unfinished(issue=issue) if issue else {}
+        left = sum(n for status, n in unfinished.items() if status != Delivery.Status.SENDING)
+        if left:
+            self.stdout.write(f"Nothing sent for {day.isoformat()}: {left} emails still to send (see the admin).")
+        elif not unfinished:
             self.stdout.write(f"Nothing new to send for {day.isoformat()}: every subscriber already has this issue.")
-        if run.status == DailyRun.Status.FAILED:
-            raise CommandError(f"run for {day.isoformat()} failed: {run.errors.get('run', 'see the DailyRun record')}")
 
     def _run(self, day: dt.date, stages: list[str], options: dict) -> DailyRun:
         run_options = {
