@@ -374,5 +374,7 @@ TICKER_SEARCH_LIMIT_PER_MINUTE = env.int("TICKER_SEARCH_LIMIT_PER_MINUTE", defau
 # SES bounce and complaint events through SNS: only these topics are accepted; older messages are refused.
 SES_EVENTS_TOPIC_ARNS = env.list("SES_EVENTS_TOPIC_ARNS", default=[])
 SNS_MAX_AGE_SECONDS = env.int("SNS_MAX_AGE_SECONDS", default=3600)
+# Signing certificates fetched from AWS per minute, all processes together: more means someone names made-up ones.
+SNS_CERTIFICATE_FETCHES_PER_MINUTE = env.int("SNS_CERTIFICATE_FETCHES_PER_MINUTE", default=10)
 # Soft bounces in a row after which an address is suppressed as bounced.
 SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)
