@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -61,9 +61,7 @@ def subscriber_subscribe(*, email: str, symbols: list[str]) -> None:
     """
     email = email.strip().lower()
     with transaction.atomic():
-        subscriber = Subscriber.objects.select_for_update().filter(email__iexact=email).first()
-        if subscriber is None:
-            subscriber = Subscriber.objects.create(email=email, status=Subscriber.Status.PENDING)
+        subscriber = _subscriber_lock_or_create(email=email)
         if subscriber.status in (Subscriber.Status.BOUNCED, Subscriber.Status.COMPLAINED):
             return
         if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
@@ -71,6 +69,22 @@ def subscriber_subscribe(*, email: str, symbols: list[str]) -> None:
             return
         subscriber_set_tickers(subscriber=subscriber, symbols=symbols)
         transaction.on_commit(lambda: emails.confirmation_email_send(subscriber=subscriber))
+
+
+def _subscriber_lock_or_create(*, email: str) -> Subscriber:
+    """The row for ``email``, locked until the transaction ends; created pending when there is none.
+
+    A double-clicked form sends two requests at once: both find no row, both insert, and the unique index makes
+    the second wait for the first and then fail. That one then locks the row the first created, and goes on.
+    """
+    subscriber = Subscriber.objects.select_for_update().filter(email__iexact=email).first()
+    if subscriber is not None:
+        return subscriber
+    try:
+        with transaction.atomic():  # a savepoint: the failed insert must not spoil the outer transaction
+            return Subscriber.objects.create(email=email, status=Subscriber.Status.PENDING)
+    except IntegrityError:
+        return Subscriber.objects.select_for_update().get(email__iexact=email)
 
 
 def subscriber_resend_confirmation(*, subscriber: Subscriber) -> bool:

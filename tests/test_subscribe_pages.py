@@ -5,12 +5,15 @@ from __future__ import annotations
 import email
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from email import policy
 from pathlib import Path
 
 import pytest
 from django.core import signing
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 
 from newsletters.models import Delivery
@@ -116,6 +119,43 @@ def test_bad_tickers_are_named_next_to_the_field_and_nothing_is_stored(client, o
     html = response.content.decode()
     assert 'id="tickers-error"' in html and message.replace('"', "&quot;") in html
     assert not Subscriber.objects.exists() and outbox_messages(outbox) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_clicked_subscribe_answers_both_clicks_and_stores_one_subscriber(outbox):
+    """Two requests for one new address at the same moment, each in its own thread and database connection."""
+    both_looked = threading.Barrier(2)
+    one_writer = threading.Lock()
+
+    def race(execute, sql, params, many, context):
+        # PostgreSQL: hold each insert until both requests have found no row, so they race every time.
+        if connection.vendor == "postgresql" and sql.startswith('INSERT INTO "subscriptions_subscriber" '):
+            both_looked.wait(timeout=10)
+        # SQLite: a file database makes a second writer wait for the first (busy timeout); the in-memory test
+        # database refuses it at once ("table is locked"), so the second click waits here as it would there.
+        if connection.vendor == "sqlite" and sql.startswith("BEGIN") and threading.get_ident() not in holder:
+            assert one_writer.acquire(timeout=10)
+            holder.add(threading.get_ident())
+        return execute(sql, params, many, context)
+
+    holder: set[int] = set()
+
+    def click() -> int:
+        try:
+            with connection.execute_wrapper(race):
+                return Client().post("/", {"email": "Ada@Example.com", "tickers": "AAPL"}).status_code
+        finally:
+            connection.close()
+            if threading.get_ident() in holder:
+                one_writer.release()
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = [future.result() for future in [pool.submit(click), pool.submit(click)]]
+    assert codes == [302, 302]
+    (subscriber,) = Subscriber.objects.all()
+    assert subscriber.status == Subscriber.Status.PENDING
+    assert list(subscriber.tickers.values_list("symbol", flat=True)) == ["AAPL"]
+    assert {m["To"] for m in outbox_messages(outbox)} == {"ada@example.com"}
 
 
 def test_a_bad_address_is_a_400_with_its_message(client):
