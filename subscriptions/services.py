@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from markets.services import ticker_ensure
 
-from . import emails, signals
+from . import emails, signals, tokens
 from .models import Subscriber
 
 
@@ -99,9 +99,23 @@ def subscriber_resend_confirmation(*, subscriber: Subscriber) -> bool:
     return True
 
 
+class StaleConfirmation(Exception):
+    """The confirmation link was sent before the subscriber's later unsubscribe, which it must not undo."""
+
+
 @transaction.atomic
-def subscriber_confirm(*, subscriber: Subscriber) -> Subscriber:
-    """The address owner clicked the link: from now on they receive the daily email."""
+def subscriber_confirm(*, subscriber: Subscriber, opt_out_stamp: int | None) -> Subscriber:
+    """The address owner clicked the link: from now on they receive the daily email.
+
+    ``opt_out_stamp`` is the one the link carries (tokens.read_confirm_token); raises StaleConfirmation when the
+    subscriber unsubscribed after the link was sent. Checked under the row's lock, so an unsubscribe that lands
+    while the click is on its way still wins.
+    """
+    subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    if tokens.confirm_token_is_stale(
+        opt_out_stamp, status=subscriber.status, unsubscribed_at=subscriber.unsubscribed_at
+    ):
+        raise StaleConfirmation(f"subscriber {subscriber.pk}")
     if subscriber.status in (Subscriber.Status.PENDING, Subscriber.Status.UNSUBSCRIBED):
         subscriber.unsubscribed_at = None
         subscriber.save(update_fields=["unsubscribed_at", "updated_at"])

@@ -19,6 +19,7 @@ from django.test import Client
 from newsletters.models import Delivery
 from subscriptions import tokens
 from subscriptions.models import Subscriber
+from subscriptions.services import StaleConfirmation, subscriber_confirm
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
@@ -221,6 +222,81 @@ def test_tampered_expired_and_cross_purpose_tokens_are_refused(client, settings)
     assert tokens.read_token(tokens.CONFIRM, _aged(old, subscriber.pk, days=2)) == subscriber.pk
     assert client.post(f"/confirm/{_aged(old, subscriber.pk, days=4)}/").status_code == 404
     assert Subscriber.objects.get(pk=subscriber.pk).status == Subscriber.Status.PENDING
+
+
+def unsubscribe(client: Client, subscriber: Subscriber) -> None:
+    assert post(client, f"/unsubscribe/{tokens.make_token(tokens.UNSUBSCRIBE, subscriber.pk)}/").status_code == 200
+
+
+def status(address: str = "ada@example.com") -> str:
+    return Subscriber.objects.get(email=address).status
+
+
+def test_a_confirm_link_sent_before_an_unsubscribe_never_resubscribes(client, outbox):
+    subscribe(client)
+    old_link = link_in(outbox_messages(outbox)[-1], "confirm")
+    assert client.post(old_link).status_code == 200 and status() == Subscriber.Status.ACTIVE
+    unsubscribe(client, Subscriber.objects.get())
+
+    # Days later the old email is opened again: the page says why, and the unsubscribe stands.
+    for response in (client.get(old_link), client.post(old_link)):
+        html = response.content.decode()
+        assert response.status_code == 410 and "out of date" in html and "data-autosubmit" not in html
+        assert 'href="/"' in html  # the way back is to subscribe again
+    assert status() == Subscriber.Status.UNSUBSCRIBED
+
+    # Subscribing again sends a fresh link, which works; the old one still does not.
+    subscribe(client)
+    fresh_link = link_in(outbox_messages(outbox)[-1], "confirm")
+    assert fresh_link != old_link and client.post(old_link).status_code == 410
+    assert status() == Subscriber.Status.UNSUBSCRIBED
+    assert client.post(fresh_link).status_code == 200 and status() == Subscriber.Status.ACTIVE
+    # ...and once they unsubscribe again, that link is out of date too.
+    unsubscribe(client, Subscriber.objects.get())
+    assert client.post(fresh_link).status_code == 410 and status() == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_a_pending_subscriber_who_unsubscribes_cannot_be_confirmed_by_the_first_link(client, outbox):
+    subscribe(client)
+    link = link_in(outbox_messages(outbox)[-1], "confirm")
+    unsubscribe(client, Subscriber.objects.get())
+    assert client.post(link).status_code == 410 and status() == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_an_unsubscribe_between_the_confirm_page_and_its_button_wins(client, outbox):
+    subscribe(client)
+    link = link_in(outbox_messages(outbox)[-1], "confirm")
+    assert client.get(link).status_code == 200  # the page with the button is open...
+    unsubscribe(client, Subscriber.objects.get())  # ...when the unsubscribe, from another email, lands
+    assert client.post(link).status_code == 410 and status() == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_the_confirmation_reads_the_subscriber_again_under_its_lock(client):
+    # The view loaded the subscriber while pending; the unsubscribe committed before the confirmation ran.
+    seen_by_the_view = Subscriber.objects.create(email="r@example.com", status=Subscriber.Status.PENDING)
+    unsubscribe(client, seen_by_the_view)
+    with pytest.raises(StaleConfirmation):
+        subscriber_confirm(subscriber=seen_by_the_view, opt_out_stamp=tokens.opt_out_stamp(None))
+    assert status("r@example.com") == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_a_confirm_link_of_an_erased_subscriber_never_confirms_the_address_subscribed_again(client, outbox):
+    subscribe(client)
+    old_link = link_in(outbox_messages(outbox)[-1], "confirm")
+    erased = Subscriber.objects.get()
+    preferences = f"/preferences/{tokens.make_token(tokens.PREFERENCES, erased.pk)}/"
+    assert post(client, preferences, {"action": "delete", "confirm_delete": "yes"}).status_code == 200
+    assert client.post(old_link).status_code == 404
+    subscribe(client)  # the same address, a new row
+    assert client.post(old_link).status_code == 404 and status() == Subscriber.Status.PENDING
+
+
+def test_a_link_sent_before_links_carried_the_opt_out_only_confirms_a_pending_subscriber(client):
+    pending = Subscriber.objects.create(email="p@example.com", status=Subscriber.Status.PENDING)
+    gone = Subscriber.objects.create(email="g@example.com", status=Subscriber.Status.UNSUBSCRIBED)
+    assert client.post(f"/confirm/{tokens.make_token(tokens.CONFIRM, gone.pk)}/").status_code == 410
+    assert client.post(f"/confirm/{tokens.make_token(tokens.CONFIRM, pending.pk)}/").status_code == 200
+    assert (status("g@example.com"), status("p@example.com")) == ("unsubscribed", "active")
 
 
 def _aged(signer: signing.TimestampSigner, value: int, *, days: int) -> str:
