@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -35,7 +35,7 @@ from django.core.cache import cache
 from walter_site.ratelimit import allow
 
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
-# What AWS serves: /SimpleNotificationService-<hex>.pem. Anything else is refused before any request is made.
+# What AWS serves: /SimpleNotificationService-<hex id>.pem. Anything else is refused before any request is made.
 _CERTIFICATE_PATH = re.compile(r"^/SimpleNotificationService-[A-Za-z0-9]{1,64}\.pem$")
 _SIGNED_FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
@@ -59,7 +59,7 @@ class SnsUnavailable(Exception):
     """AWS could not be asked right now (down, slow, or too many asks); the same message may succeed later."""
 
 
-def _sns_parts(url: str):
+def _sns_parts(url: str) -> SplitResult | None:
     """``url`` split, when it is https on an SNS host (any case) and the default port; else None."""
     try:
         parts = urlsplit(url)
