@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings as django_settings
@@ -86,7 +87,8 @@ def _database_url() -> str:
     """The test database as a URL, so the other process uses the very same one."""
     db = connection.settings_dict
     if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        login = quote(db["USER"] or "", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else "")
+        return f"postgres://{login}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     # The SQLite test database lives in this process's memory; the file lock needs no database at all.
     return f"sqlite:///{Path(django_settings.VAR_DIR) / 'other-process.sqlite3'}"
 
