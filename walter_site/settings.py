@@ -321,6 +321,7 @@ AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_CLIENT_IP_CALLABLE = "walter_site.security.client_ip"
+AXES_USERNAME_CALLABLE = "walter_site.security.login_username"
 # How many proxies in front of the site append to X-Forwarded-For (the load balancer: 1). 0 trusts REMOTE_ADDR.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
 
