@@ -19,9 +19,11 @@ import datetime as dt
 import hashlib
 import http.client
 import re
+import socket
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
@@ -113,6 +115,10 @@ def http_get(url: str, *, timeout: float = FETCH_TIMEOUT_SECONDS) -> bytes:
     if parts.query:
         target += "?" + parts.query
     try:
+        # Resolved here, within the budget (the socket's timeout does not cover name resolution); TLS still checks
+        # the certificate against the host name.
+        addresses = _resolve(parts.hostname, connection.port, deadline)
+        connection._create_connection = lambda _address, *args: _connect(addresses, *args)
         connection.request("GET", target, headers={"User-Agent": "Walter"})
         _remaining(connection, deadline)
         response = connection.getresponse()
@@ -136,6 +142,29 @@ def http_get(url: str, *, timeout: float = FETCH_TIMEOUT_SECONDS) -> bytes:
     if response.status != 200:
         raise SnsUnavailable(f"AWS answered HTTP {response.status}")
     return b"".join(chunks)
+
+
+def _resolve(host: str, port: int, deadline: float) -> list[tuple[str, int]]:
+    """The addresses of ``host``, or TimeoutError once ``deadline`` passes (a resolver that does not answer keeps
+    only its own worker thread waiting, not the request)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sns-resolve")
+    try:
+        future = pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        infos = future.result(timeout=max(deadline - time.monotonic(), 0))
+    finally:
+        pool.shutdown(wait=False)
+    return [info[4][:2] for info in infos]
+
+
+def _connect(addresses: list[tuple[str, int]], *args: Any) -> socket.socket:
+    """A connection to the first of ``addresses`` that answers (an unreachable IPv6 address is skipped)."""
+    error: OSError = OSError("no address")
+    for address in addresses:
+        try:
+            return socket.create_connection(address, *args)
+        except OSError as exc:
+            error = exc
+    raise error
 
 
 def _remaining(connection: http.client.HTTPConnection, deadline: float) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import socket
+import threading
 import uuid
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -259,6 +261,29 @@ def test_an_outbound_fetch_gives_up_after_two_seconds_in_all(reply):
     with FakeSns(default=reply) as fake, pytest.raises(sns.SnsUnavailable):
         REAL_HTTP_GET(fake.url + "/SimpleNotificationService-slow.pem")
     assert sns.FETCH_TIMEOUT_SECONDS <= 2
+
+
+def test_a_resolver_that_does_not_answer_does_not_hold_the_request(monkeypatch):
+    resolve = socket.getaddrinfo
+    release, answered = threading.Event(), threading.Event()
+
+    def stuck_resolver(host, *args, **kwargs):
+        if host == "sns.stuck-resolver.test":
+            release.wait(timeout=30)
+            answered.set()
+            host = "127.0.0.1"  # then the answer leads to a server that would answer at once
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck_resolver)
+    with FakeSns(default=Reply(body=CERT_PEM)) as fake:
+        port = urlsplit(fake.url).port
+        try:
+            with pytest.raises(sns.SnsUnavailable):
+                REAL_HTTP_GET(f"http://sns.stuck-resolver.test:{port}/SimpleNotificationService-x.pem")
+            assert not answered.is_set()  # the request gave up while the resolver was still waiting
+        finally:
+            release.set()
+        assert REAL_HTTP_GET(f"http://localhost:{port}/SimpleNotificationService-x.pem") == CERT_PEM
 
 
 def test_an_upper_case_certificate_host_is_accepted_and_fetched_in_canonical_form(client, subscriber, fake_aws):
