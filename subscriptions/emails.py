@@ -28,7 +28,10 @@ def confirmation_email_send(*, subscriber: Subscriber) -> None:
         subscriber=subscriber,
         subject="Confirm your Walter subscription",
         template="confirm",
-        context={"confirm_url": links.confirm_url(subscriber.pk), "symbols": symbols},
+        context={
+            "confirm_url": links.confirm_url(subscriber.pk, unsubscribed_at=subscriber.unsubscribed_at),
+            "symbols": symbols,
+        },
     )
 
 

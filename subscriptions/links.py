@@ -1,5 +1,7 @@
 """Absolute URLs of a subscriber's personal pages, for emails."""
 
+import datetime as dt
+
 from django.conf import settings
 from django.urls import reverse
 
@@ -18,8 +20,10 @@ def preferences_url(subscriber_id: int) -> str:
     return absolute(reverse("subscriptions:preferences", args=[tokens.make_token(tokens.PREFERENCES, subscriber_id)]))
 
 
-def confirm_url(subscriber_id: int) -> str:
-    return absolute(reverse("subscriptions:confirm", args=[tokens.make_token(tokens.CONFIRM, subscriber_id)]))
+def confirm_url(subscriber_id: int, *, unsubscribed_at: dt.datetime | None = None) -> str:
+    """``unsubscribed_at``: the subscriber's, now; a later unsubscribe makes the link stale."""
+    token = tokens.make_confirm_token(subscriber_id, unsubscribed_at=unsubscribed_at)
+    return absolute(reverse("subscriptions:confirm", args=[token]))
 
 
 def data_link_url(purpose: str, subscriber_id: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -61,9 +61,7 @@ def subscriber_subscribe(*, email: str, symbols: list[str]) -> None:
     """
     email = email.strip().lower()
     with transaction.atomic():
-        subscriber = Subscriber.objects.select_for_update().filter(email__iexact=email).first()
-        if subscriber is None:
-            subscriber = Subscriber.objects.create(email=email, status=Subscriber.Status.PENDING)
+        subscriber = _subscriber_lock_or_create(email=email)
         if subscriber.status in (Subscriber.Status.BOUNCED, Subscriber.Status.COMPLAINED):
             return
         if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
@@ -71,6 +69,22 @@ def subscriber_subscribe(*, email: str, symbols: list[str]) -> None:
             return
         subscriber_set_tickers(subscriber=subscriber, symbols=symbols)
         transaction.on_commit(lambda: emails.confirmation_email_send(subscriber=subscriber))
+
+
+def _subscriber_lock_or_create(*, email: str) -> Subscriber:
+    """The row for ``email``, locked until the transaction ends; created pending when there is none.
+
+    A double-clicked form sends two requests at once: both find no row, both insert, and the unique index makes
+    the second wait for the first and then fail. That one then locks the row the first created, and goes on.
+    """
+    subscriber = Subscriber.objects.select_for_update().filter(email__iexact=email).first()
+    if subscriber is not None:
+        return subscriber
+    try:
+        with transaction.atomic():  # a savepoint: the failed insert must not spoil the outer transaction
+            return Subscriber.objects.create(email=email, status=Subscriber.Status.PENDING)
+    except IntegrityError:
+        return Subscriber.objects.select_for_update().get(email__iexact=email)
 
 
 def subscriber_resend_confirmation(*, subscriber: Subscriber) -> bool:
@@ -85,9 +99,23 @@ def subscriber_resend_confirmation(*, subscriber: Subscriber) -> bool:
     return True
 
 
+class StaleConfirmation(Exception):
+    """The confirmation link was sent before the subscriber's later unsubscribe, which it must not undo."""
+
+
 @transaction.atomic
-def subscriber_confirm(*, subscriber: Subscriber) -> Subscriber:
-    """The address owner clicked the link: from now on they receive the daily email."""
+def subscriber_confirm(*, subscriber: Subscriber, opt_out_stamp: int | None) -> Subscriber:
+    """The address owner clicked the link: from now on they receive the daily email.
+
+    ``opt_out_stamp`` is the one the link carries (tokens.read_confirm_token); raises StaleConfirmation when the
+    subscriber unsubscribed after the link was sent. Checked under the row's lock, so an unsubscribe that lands
+    while the click is on its way still wins.
+    """
+    subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    if tokens.confirm_token_is_stale(
+        opt_out_stamp, status=subscriber.status, unsubscribed_at=subscriber.unsubscribed_at
+    ):
+        raise StaleConfirmation(f"subscriber {subscriber.pk}")
     if subscriber.status in (Subscriber.Status.PENDING, Subscriber.Status.UNSUBSCRIBED):
         subscriber.unsubscribed_at = None
         subscriber.save(update_fields=["unsubscribed_at", "updated_at"])

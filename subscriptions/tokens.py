@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.core import signing
 
@@ -42,3 +44,41 @@ def read_token(purpose: str, token: str) -> int:
     if not isinstance(value, int):
         raise BadToken("malformed token")
     return value
+
+
+# -- confirmation links, bound to the subscriber's opt-out as it was when the link was sent ----------------------
+
+
+def opt_out_stamp(unsubscribed_at: dt.datetime | None) -> int:
+    """The moment of the subscriber's last unsubscribe, in microseconds (0: none). An unsubscribe after a link was
+    sent changes it, so the link no longer matches."""
+    return 0 if unsubscribed_at is None else round(unsubscribed_at.timestamp() * 1_000_000)
+
+
+def make_confirm_token(subscriber_id: int, *, unsubscribed_at: dt.datetime | None) -> str:
+    return signing.dumps(
+        [subscriber_id, opt_out_stamp(unsubscribed_at)], salt=f"walter.subscriber.{CONFIRM}", compress=False
+    )
+
+
+def read_confirm_token(token: str) -> tuple[int, int | None]:
+    """(subscriber id, opt-out stamp) of a confirmation token; the stamp is None for a link sent before links
+    carried one. Raises BadToken when ``token`` is not a valid, unexpired confirmation token."""
+    try:
+        value = signing.loads(token, salt=f"walter.subscriber.{CONFIRM}", max_age=MAX_AGE[CONFIRM])
+    except (signing.BadSignature, ValueError, TypeError) as exc:
+        raise BadToken(str(exc)) from exc
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, None
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+        return value[0], value[1]
+    raise BadToken("malformed token")
+
+
+def confirm_token_is_stale(stamp: int | None, *, status: str, unsubscribed_at: dt.datetime | None) -> bool:
+    """True when confirming would undo an unsubscribe made after the link was sent (or when, for a link without a
+    stamp, that cannot be ruled out). Only an unsubscribed subscriber can be harmed: confirming anyone else either
+    does what the link was sent for (pending) or nothing (active, paused)."""
+    if status != "unsubscribed":
+        return False
+    return stamp is None or stamp != opt_out_stamp(unsubscribed_at)

@@ -23,6 +23,7 @@ from . import tokens
 from .forms import MAX_TICKERS, SubscribeForm, TickersForm
 from .models import Subscriber
 from .services import (
+    StaleConfirmation,
     subscriber_confirm,
     subscriber_data_link_send,
     subscriber_erase,
@@ -87,17 +88,31 @@ def check_inbox(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     """GET only shows a button (mail scanners prefetch links); the POST it sends confirms."""
-    subscriber = _subscriber(tokens.CONFIRM, token)
+    try:
+        subscriber_id, stamp = tokens.read_confirm_token(token)
+    except tokens.BadToken:
+        return _invalid_link(request)
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None or (subscriber.is_suppressed and subscriber.status != Subscriber.Status.UNSUBSCRIBED):
         return _invalid_link(request)
+    if tokens.confirm_token_is_stale(stamp, status=subscriber.status, unsubscribed_at=subscriber.unsubscribed_at):
+        return _stale_confirm_link(request)
     if request.method == "POST":
-        subscriber_confirm(subscriber=subscriber)
+        try:
+            subscriber = subscriber_confirm(subscriber=subscriber, opt_out_stamp=stamp)
+        except StaleConfirmation:
+            return _stale_confirm_link(request)
         return render(
             request,
             "subscriptions/confirmed.html",
             {"subscriber": subscriber, "preferences_url": _preferences_path(subscriber)},
         )
     return render(request, "subscriptions/confirm.html", {"subscriber": subscriber})
+
+
+def _stale_confirm_link(request: HttpRequest) -> HttpResponse:
+    # 410: the link was genuine, but an unsubscribe since then outranks it for good.
+    return render(request, "subscriptions/stale_confirm_link.html", status=410)
 
 
 def _preferences_path(subscriber: Subscriber) -> str:

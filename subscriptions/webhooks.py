@@ -3,13 +3,15 @@
 Set-up: the SES configuration set publishes Bounce, Complaint and Delivery events to an SNS topic; the topic has an
 https subscription to `/webhooks/ses/`; `SES_EVENTS_TOPIC_ARNS` names the topic. The first message SNS sends is
 a SubscriptionConfirmation, which this endpoint confirms after checking it like any other message.
+
+When AWS cannot be reached (the certificate or the confirmation link), the answer is 503 and nothing is recorded:
+SNS delivers the message again later (it retries 5xx answers) and that delivery does the work.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from typing import Any
 
 from django.conf import settings
@@ -26,12 +28,6 @@ logger = logging.getLogger("walter.webhooks")
 MAX_BODY = 256 * 1024
 
 
-def confirm_subscription(url: str) -> None:
-    """Visit the SubscribeURL SNS sent (already checked to be an SNS https URL)."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        response.read()
-
-
 @csrf_exempt  # SNS signs its messages; there is no session or CSRF token to check.
 @require_POST
 def ses_events(request: HttpRequest) -> HttpResponse:
@@ -43,10 +39,11 @@ def ses_events(request: HttpRequest) -> HttpResponse:
         return HttpResponse("not JSON", status=400, content_type="text/plain")
     try:
         sns.verify(message, topics=settings.SES_EVENTS_TOPIC_ARNS, max_age_seconds=settings.SNS_MAX_AGE_SECONDS)
-    except sns.SnsError as exc:
-        logger.warning("SNS message refused: %s", exc)
-        return HttpResponse(f"refused: {exc}", status=403, content_type="text/plain")
-    try:
+        if message["Type"] == "SubscriptionConfirmation":
+            if SnsMessage.objects.filter(message_id=message["MessageId"][:100]).exists():
+                return HttpResponse("already processed", content_type="text/plain")
+            # Confirmed before it is recorded: a confirmation that failed is done again when SNS redelivers it.
+            sns.confirm_subscription(sns.subscribe_url(message.get("SubscribeURL", "")))
         with transaction.atomic():
             SnsMessage.objects.create(
                 message_id=message["MessageId"][:100], type=message["Type"], topic_arn=message["TopicArn"]
@@ -57,15 +54,15 @@ def ses_events(request: HttpRequest) -> HttpResponse:
     except sns.SnsError as exc:
         logger.warning("SNS message refused: %s", exc)
         return HttpResponse(f"refused: {exc}", status=403, content_type="text/plain")
+    except sns.SnsUnavailable as exc:
+        logger.warning("SNS message not handled, AWS unavailable: %s", exc)
+        response = HttpResponse(f"try again later: {exc}", status=503, content_type="text/plain")
+        response["Retry-After"] = "60"
+        return response
     return HttpResponse("ok", content_type="text/plain")
 
 
 def _handle(message: dict[str, str]) -> None:
-    if message["Type"] == "SubscriptionConfirmation":
-        if not sns.is_sns_url(message.get("SubscribeURL", "")):
-            raise sns.SnsError("the SubscribeURL is not an SNS URL")
-        transaction.on_commit(lambda: confirm_subscription(message["SubscribeURL"]))
-        return
     if message["Type"] != "Notification":
         return
     try:

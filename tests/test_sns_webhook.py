@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import socket
+import threading
 import uuid
+from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
@@ -14,13 +18,18 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from django.core.cache import cache
 
-from subscriptions import sns, webhooks
-from subscriptions.models import Subscriber
+from subscriptions import sns
+from subscriptions.models import SnsMessage, Subscriber
+from tests.fakes.sns_server import FakeSns, Reply
+from walter_site import ratelimit
 
 pytestmark = pytest.mark.django_db
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:walter-ses-events-prod"
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
+# The real ones, before the autouse fixture replaces the certificate fetch.
+REAL_FETCH_CERTIFICATE = sns.fetch_certificate
+REAL_HTTP_GET = sns.http_get
 
 
 def _key_and_certificate():
@@ -185,24 +194,152 @@ def test_the_certificate_is_fetched_once_and_cached(client, subscriber, sns_setu
     assert sns_setup == [CERT_URL]
 
 
-def test_the_subscription_is_confirmed_only_for_a_genuine_message(
-    client, monkeypatch, django_capture_on_commit_callbacks
-):
-    visited: list[str] = []
-    monkeypatch.setattr(webhooks, "confirm_subscription", visited.append)
-    subscribe_url = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=abc"
-    body = {"Type": "SubscriptionConfirmation", "Message": "confirm", "SubscribeURL": subscribe_url, "Token": "abc"}
-    with django_capture_on_commit_callbacks(execute=True):
-        assert post(client, signed(body)).status_code == 200
-    assert visited == [subscribe_url]
-    evil = {**body, "SubscribeURL": "https://attacker.example.com/confirm"}
-    with django_capture_on_commit_callbacks(execute=True):
-        assert post(client, signed(evil)).status_code == 403
-    forged = signed(body)
+# -- the two URLs Walter visits at AWS, served by a fake on loopback -------------------------------------------
+
+
+@pytest.fixture
+def fake_aws(monkeypatch):
+    """Every canonical SNS URL Walter visits goes to a fake on loopback, through the real ``http_get``."""
+    with FakeSns(default=Reply(body=CERT_PEM)) as fake:
+        fake.asked = []
+
+        def to_loopback(url: str, **kwargs) -> bytes:
+            fake.asked.append(url)
+            parts = urlsplit(url)
+            return REAL_HTTP_GET(fake.url + parts.path + (f"?{parts.query}" if parts.query else ""), **kwargs)
+
+        monkeypatch.setattr(sns, "http_get", to_loopback)
+        monkeypatch.setattr(sns, "fetch_certificate", REAL_FETCH_CERTIFICATE)
+        yield fake
+
+
+SUBSCRIBE_URL = f"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=abc"
+
+
+def confirmation(subscribe_url: str = SUBSCRIBE_URL) -> dict:
+    return signed(
+        {"Type": "SubscriptionConfirmation", "Message": "confirm", "SubscribeURL": subscribe_url, "Token": "abc"}
+    )
+
+
+def confirmations(fake) -> list[str]:
+    return [p for p in fake.paths if "ConfirmSubscription" in p]
+
+
+def test_the_subscription_is_confirmed_only_for_a_genuine_message(client, fake_aws):
+    assert post(client, confirmation()).status_code == 200
+    assert fake_aws.asked == [CERT_URL, SUBSCRIBE_URL]
+    assert post(client, confirmation("https://attacker.example.com/confirm")).status_code == 403
+    assert post(client, confirmation(SUBSCRIBE_URL.replace("ConfirmSubscription", "Unsubscribe"))).status_code == 403
+    forged = confirmation()
     forged["Token"] = "other"
-    with django_capture_on_commit_callbacks(execute=True):
-        assert post(client, forged).status_code == 403
-    assert visited == [subscribe_url]
+    assert post(client, forged).status_code == 403
+    assert len(confirmations(fake_aws)) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [Reply(status=500), Reply(status=429), Reply(body=b"ok", delay=3)],
+    ids=["error", "throttled", "slower-than-the-cap"],
+)
+def test_a_confirmation_that_fails_is_done_again_when_sns_delivers_it_again(client, fake_aws, failure):
+    fake_aws.queue.extend([Reply(body=CERT_PEM), failure])
+    message = confirmation()
+    failed = post(client, message)
+    assert failed.status_code == 503 and failed["Retry-After"]  # SNS retries a 5xx
+    assert not SnsMessage.objects.exists()
+    assert post(client, message).content == b"ok"
+    assert post(client, message).content == b"already processed"
+    assert len(confirmations(fake_aws)) == 2  # the failed one and the redelivery; never a third
+
+
+@pytest.mark.parametrize(
+    "reply", [Reply(body=b"late", delay=3), Reply(body=b"0123456789", trickle=0.5)], ids=["slow", "trickling"]
+)
+def test_an_outbound_fetch_gives_up_after_two_seconds_in_all(reply):
+    # A trickling server answers each read well within the cap: only a cap on the total stops it.
+    with FakeSns(default=reply) as fake, pytest.raises(sns.SnsUnavailable):
+        REAL_HTTP_GET(fake.url + "/SimpleNotificationService-slow.pem")
+    assert sns.FETCH_TIMEOUT_SECONDS <= 2
+
+
+def test_a_resolver_that_does_not_answer_does_not_hold_the_request(monkeypatch):
+    resolve = socket.getaddrinfo
+    release, answered = threading.Event(), threading.Event()
+
+    def stuck_resolver(host, *args, **kwargs):
+        if host == "sns.stuck-resolver.test":
+            release.wait(timeout=30)
+            answered.set()
+            host = "127.0.0.1"  # then the answer leads to a server that would answer at once
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck_resolver)
+    with FakeSns(default=Reply(body=CERT_PEM)) as fake:
+        port = urlsplit(fake.url).port
+        try:
+            with pytest.raises(sns.SnsUnavailable):
+                REAL_HTTP_GET(f"http://sns.stuck-resolver.test:{port}/SimpleNotificationService-x.pem")
+            assert not answered.is_set()  # the request gave up while the resolver was still waiting
+        finally:
+            release.set()
+        assert REAL_HTTP_GET(f"http://localhost:{port}/SimpleNotificationService-x.pem") == CERT_PEM
+
+
+def test_an_upper_case_certificate_host_is_accepted_and_fetched_in_canonical_form(client, subscriber, fake_aws):
+    message = notification(bounce("reader@example.com"))
+    message["SigningCertURL"] = "https://SNS.US-East-1.AmazonAWS.com:443/SimpleNotificationService-test.pem"
+    assert post(client, message).status_code == 200
+    assert status_of(subscriber) == Subscriber.Status.BOUNCED
+    assert fake_aws.asked == [CERT_URL]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sns.us-east-1.amazonaws.com/a b.pem",
+        "https://sns.us-east-1.amazonaws.com/../SimpleNotificationService-test.pem",
+        "https://sns.us-east-1.amazonaws.com/%2e%2e/SimpleNotificationService-test.pem",
+        "https://sns.us-east-1.amazonaws.com//evil.example.com/SimpleNotificationService-test.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem?x=1",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem#x",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem\r\nHost: evil",
+        "https://user@sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem",
+        "https://sns.us-east-1.amazonaws.com:8443/SimpleNotificationService-test.pem",
+        "https://sns.us-east-1.amazonaws.com/cert.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.PEM.exe",
+        "HTTPS://sns.us-east-1.amazonaws.com.evil.example/SimpleNotificationService-test.pem",
+    ],
+)
+def test_odd_certificate_urls_are_refused_without_any_fetch(client, subscriber, fake_aws, url):
+    message = notification(bounce("reader@example.com"))
+    message["SigningCertURL"] = url
+    response = post(client, message)
+    assert response.status_code == 403 and b"not served by SNS" in response.content
+    assert fake_aws.paths == [] and status_of(subscriber) == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize(("served", "answer"), [(404, 403), (503, 503)], ids=["not-at-aws", "aws-down"])
+def test_a_flood_naming_a_certificate_aws_does_not_serve_fetches_it_once(client, subscriber, fake_aws, served, answer):
+    fake_aws.default = Reply(status=served)
+    codes = [post(client, notification(bounce("reader@example.com"))).status_code for _ in range(5)]
+    assert codes == [answer] * 5
+    assert len(fake_aws.paths) == 1 and status_of(subscriber) == Subscriber.Status.ACTIVE
+
+
+def test_made_up_certificate_names_are_fetched_at_most_the_limit_per_minute(
+    client, subscriber, fake_aws, settings, monkeypatch
+):
+    settings.SNS_CERTIFICATE_FETCHES_PER_MINUTE = 3
+    fake_aws.default = Reply(status=404)
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: 1_800_000_000.0))  # one fixed window
+    codes = []
+    for n in range(6):
+        message = notification(bounce("reader@example.com"))
+        message["SigningCertURL"] = f"https://sns.us-east-1.amazonaws.com/SimpleNotificationService-{n}.pem"
+        codes.append(post(client, message).status_code)
+    assert codes == [403, 403, 403, 503, 503, 503]
+    assert len(fake_aws.paths) == 3
 
 
 def test_malformed_bodies_and_other_methods(client):

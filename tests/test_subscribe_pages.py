@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import email
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from email import policy
 from pathlib import Path
 
 import pytest
 from django.core import signing
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 
 from subscriptions import tokens
 from subscriptions.models import Subscriber
+from subscriptions.services import StaleConfirmation, subscriber_confirm
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
@@ -116,6 +120,43 @@ def test_bad_tickers_are_named_next_to_the_field_and_nothing_is_stored(client, o
     assert not Subscriber.objects.exists() and outbox_messages(outbox) == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_double_clicked_subscribe_answers_both_clicks_and_stores_one_subscriber(outbox):
+    """Two requests for one new address at the same moment, each in its own thread and database connection."""
+    both_looked = threading.Barrier(2)
+    one_writer = threading.Lock()
+
+    def race(execute, sql, params, many, context):
+        # PostgreSQL: hold each insert until both requests have found no row, so they race every time.
+        if connection.vendor == "postgresql" and sql.startswith('INSERT INTO "subscriptions_subscriber" '):
+            both_looked.wait(timeout=10)
+        # SQLite: a file database makes a second writer wait for the first (busy timeout); the in-memory test
+        # database refuses it at once ("table is locked"), so the second click waits here as it would there.
+        if connection.vendor == "sqlite" and sql.startswith("BEGIN") and threading.get_ident() not in holder:
+            assert one_writer.acquire(timeout=10)
+            holder.add(threading.get_ident())
+        return execute(sql, params, many, context)
+
+    holder: set[int] = set()
+
+    def click() -> int:
+        try:
+            with connection.execute_wrapper(race):
+                return Client().post("/", {"email": "Ada@Example.com", "tickers": "AAPL"}).status_code
+        finally:
+            connection.close()
+            if threading.get_ident() in holder:
+                one_writer.release()
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = [future.result() for future in [pool.submit(click), pool.submit(click)]]
+    assert codes == [302, 302]
+    (subscriber,) = Subscriber.objects.all()
+    assert subscriber.status == Subscriber.Status.PENDING
+    assert list(subscriber.tickers.values_list("symbol", flat=True)) == ["AAPL"]
+    assert {m["To"] for m in outbox_messages(outbox)} == {"ada@example.com"}
+
+
 def test_a_bad_address_is_a_400_with_its_message(client):
     response = subscribe(client, address="not-an-address")
     assert response.status_code == 400 and b'id="email-error"' in response.content
@@ -179,6 +220,82 @@ def test_tampered_expired_and_cross_purpose_tokens_are_refused(client, settings)
     assert tokens.read_token(tokens.CONFIRM, _aged(old, subscriber.pk, days=2)) == subscriber.pk
     assert client.post(f"/confirm/{_aged(old, subscriber.pk, days=4)}/").status_code == 404
     assert Subscriber.objects.get(pk=subscriber.pk).status == Subscriber.Status.PENDING
+
+
+def unsubscribe(client: Client, subscriber: Subscriber) -> None:
+    assert post(client, f"/unsubscribe/{tokens.make_token(tokens.UNSUBSCRIBE, subscriber.pk)}/").status_code == 200
+
+
+def status(address: str = "ada@example.com") -> str:
+    return Subscriber.objects.get(email=address).status
+
+
+def test_a_confirm_link_sent_before_an_unsubscribe_never_resubscribes(client, outbox):
+    subscribe(client)
+    old_link = link_in(outbox_messages(outbox)[-1], "confirm")
+    assert client.post(old_link).status_code == 200 and status() == Subscriber.Status.ACTIVE
+    unsubscribe(client, Subscriber.objects.get())
+
+    # Days later the old email is opened again: the page says why, and the unsubscribe stands.
+    for response in (client.get(old_link), client.post(old_link)):
+        html = response.content.decode()
+        assert response.status_code == 410 and "out of date" in html and "data-autosubmit" not in html
+        assert 'href="/"' in html  # the way back is to subscribe again
+    assert status() == Subscriber.Status.UNSUBSCRIBED
+
+    # Subscribing again sends a fresh link, which works; the old one still does not.
+    subscribe(client)
+    fresh_link = link_in(outbox_messages(outbox)[-1], "confirm")
+    assert fresh_link != old_link and client.post(old_link).status_code == 410
+    assert status() == Subscriber.Status.UNSUBSCRIBED
+    assert client.post(fresh_link).status_code == 200 and status() == Subscriber.Status.ACTIVE
+    # ...and once they unsubscribe again, that link is out of date too.
+    unsubscribe(client, Subscriber.objects.get())
+    assert client.post(fresh_link).status_code == 410 and status() == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_a_pending_subscriber_who_unsubscribes_cannot_be_confirmed_by_the_first_link(client, outbox):
+    subscribe(client)
+    link = link_in(outbox_messages(outbox)[-1], "confirm")
+    unsubscribe(client, Subscriber.objects.get())
+    assert client.post(link).status_code == 410 and status() == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_an_unsubscribe_between_the_confirm_page_and_its_button_wins(client, outbox):
+    subscribe(client)
+    link = link_in(outbox_messages(outbox)[-1], "confirm")
+    assert client.get(link).status_code == 200  # the page with the button is open...
+    unsubscribe(client, Subscriber.objects.get())  # ...when the unsubscribe, from another email, lands
+    assert client.post(link).status_code == 410 and status() == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_the_confirmation_reads_the_subscriber_again_under_its_lock(client):
+    # The view loaded the subscriber while pending; the unsubscribe committed before the confirmation ran.
+    seen_by_the_view = Subscriber.objects.create(email="r@example.com", status=Subscriber.Status.PENDING)
+    unsubscribe(client, seen_by_the_view)
+    with pytest.raises(StaleConfirmation):
+        subscriber_confirm(subscriber=seen_by_the_view, opt_out_stamp=tokens.opt_out_stamp(None))
+    assert status("r@example.com") == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_a_confirm_link_of_an_erased_subscriber_never_confirms_the_address_subscribed_again(client, outbox):
+    subscribe(client)
+    old_link = link_in(outbox_messages(outbox)[-1], "confirm")
+    erased = Subscriber.objects.get()
+    delete = f"/my-data/delete/{tokens.make_token(tokens.DELETE, erased.pk)}/"
+    assert post(client, delete, {"confirm_delete": "yes"}).status_code == 200
+    assert not Subscriber.objects.filter(pk=erased.pk).exists()
+    assert client.post(old_link).status_code == 404
+    subscribe(client)  # the same address, a new row
+    assert client.post(old_link).status_code == 404 and status() == Subscriber.Status.PENDING
+
+
+def test_a_link_sent_before_links_carried_the_opt_out_only_confirms_a_pending_subscriber(client):
+    pending = Subscriber.objects.create(email="p@example.com", status=Subscriber.Status.PENDING)
+    gone = Subscriber.objects.create(email="g@example.com", status=Subscriber.Status.UNSUBSCRIBED)
+    assert client.post(f"/confirm/{tokens.make_token(tokens.CONFIRM, gone.pk)}/").status_code == 410
+    assert client.post(f"/confirm/{tokens.make_token(tokens.CONFIRM, pending.pk)}/").status_code == 200
+    assert (status("g@example.com"), status("p@example.com")) == ("unsubscribed", "active")
 
 
 def _aged(signer: signing.TimestampSigner, value: int, *, days: int) -> str:

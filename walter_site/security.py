@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from axes.backends import AxesStandaloneBackend
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_cache_control
 
@@ -34,6 +35,20 @@ def client_ip(request: HttpRequest) -> str | None:
     if proxies > 0 and len(forwarded) >= proxies:
         return forwarded[-proxies]
     return request.META.get("REMOTE_ADDR")
+
+
+def login_username(request: HttpRequest, credentials: dict | None) -> str | None:
+    """The username django-axes records for a login attempt, cut to the longest a user can have.
+
+    Django's login form does not enforce the username's length before authenticating, and the attempts table holds
+    255 characters: PostgreSQL refused a longer one, so the login page answered 500. A longer name is never a user's.
+    """
+    field = settings.AXES_USERNAME_FORM_FIELD
+    username = credentials.get(field) if credentials else getattr(request, "data", request.POST).get(field)
+    if not isinstance(username, str):
+        return username
+    user_model = get_user_model()
+    return username[: user_model._meta.get_field(user_model.USERNAME_FIELD).max_length or 150]
 
 
 class StaffNoStoreMiddleware:

@@ -324,6 +324,7 @@ AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_CLIENT_IP_CALLABLE = "walter_site.security.client_ip"
+AXES_USERNAME_CALLABLE = "walter_site.security.login_username"
 # How many proxies in front of the site append to X-Forwarded-For (the load balancer: 1). 0 trusts REMOTE_ADDR.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if PRODUCTION else 0)
 
@@ -380,6 +381,8 @@ TICKER_SEARCH_LIMIT_PER_MINUTE = env.int("TICKER_SEARCH_LIMIT_PER_MINUTE", defau
 # SES bounce and complaint events through SNS: only these topics are accepted; older messages are refused.
 SES_EVENTS_TOPIC_ARNS = env.list("SES_EVENTS_TOPIC_ARNS", default=[])
 SNS_MAX_AGE_SECONDS = env.int("SNS_MAX_AGE_SECONDS", default=3600)
+# Signing certificates fetched from AWS per minute, all processes together: more means someone names made-up ones.
+SNS_CERTIFICATE_FETCHES_PER_MINUTE = env.int("SNS_CERTIFICATE_FETCHES_PER_MINUTE", default=10)
 # Soft bounces in a row after which an address is suppressed as bounced.
 SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)
 # Links that download or delete a subscriber's data: sent on request, valid this many seconds, at most
