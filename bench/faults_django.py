@@ -2,11 +2,12 @@
 the database so it can drop and copy it):
 
     python bench/faults_django.py seed --subscribers N --symbols A,B,C --seed S
-    python bench/faults_django.py wishes --plan FILE --interval SECONDS
+    python bench/faults_django.py wishes --plan FILE --interval SECONDS [--after JOURNAL]
 
 ``seed`` creates N confirmed subscribers (``reader0000@example.com`` ...) following 1-4 of the symbols each.
 ``wishes`` reads ``unsubscribe ADDRESS`` / ``erase ADDRESS`` lines and carries them out through
-``subscriptions.services``, one every ``interval`` seconds, printing ``<time> <action> <address>`` once each has
+``subscriptions.services``, one every ``interval`` seconds (from when ``JOURNAL`` holds a first message, so Django's
+start-up does not eat the sending window), printing ``<time> <action> <address>`` once each has
 committed, so the harness can check that no message reached them afterwards.
 """
 
@@ -37,10 +38,13 @@ def seed(subscribers: int, symbols: list[str], seed: int) -> None:
         subscriber_create(email=address(i), symbols=chosen, status=Subscriber.Status.ACTIVE)
 
 
-def wishes(plan: Path, interval: float) -> None:
+def wishes(plan: Path, interval: float, after: Path | None) -> None:
     from subscriptions.models import Subscriber
     from subscriptions.services import subscriber_erase, subscriber_set_status
 
+    deadline = time.monotonic() + 300
+    while after is not None and time.monotonic() < deadline and not (after.exists() and after.stat().st_size):
+        time.sleep(0.002)
     for line in plan.read_text().splitlines():
         action, email = line.split()
         subscriber = Subscriber.objects.filter(email=email).first()
@@ -65,6 +69,7 @@ def main() -> None:
     wishing = sub.add_parser("wishes")
     wishing.add_argument("--plan", type=Path, required=True)
     wishing.add_argument("--interval", type=float, default=0.03)
+    wishing.add_argument("--after", type=Path, help="Start once this journal holds a first message.")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "walter_site.settings")
     import django
@@ -73,7 +78,7 @@ def main() -> None:
     if args.command == "seed":
         seed(args.subscribers, args.symbols.split(","), args.seed)
     else:
-        wishes(args.plan, args.interval)
+        wishes(args.plan, args.interval, args.after)
 
 
 if __name__ == "__main__":
