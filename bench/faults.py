@@ -86,7 +86,7 @@ SCENARIOS = [
     Scenario("llm-slow-one-slot", llm="slow"),
     Scenario("llm-500", llm="500"),
     Scenario("llm-garbage", llm="garbage"),
-    Scenario("ses-throttle-10%", ses_throttle=0.10),
+    Scenario("ses-throttle-5%", ses_throttle=0.05),
     Scenario("ses-reject-5%", ses_reject=0.05),
     Scenario("sigterm-x2", stop_signal=signal.SIGTERM, stops=2),
     Scenario("sigkill-x3", stop_signal=signal.SIGKILL, stops=3),
@@ -335,7 +335,10 @@ class Harness:
 
         # With --resend-ambiguous the rerun may send these a second time, and only these.
         may_repeat = self.db.in_flight(self.day) if self.args.resend_ambiguous else 0
-        healthy = self.env(database_url=self.db.url, journal=journal_path)
+        # Outages end; a recipient SES rejects stays rejected.
+        healthy = self.env(
+            database_url=self.db.url, journal=journal_path, scenario=Scenario("rerun", ses_reject=scenario.ses_reject)
+        )
         rerun = (*run_args, "--resend-ambiguous") if self.args.resend_ambiguous else run_args
         result.codes.append(self.call(healthy, *rerun))
 
