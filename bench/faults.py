@@ -39,6 +39,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -69,13 +70,19 @@ STOP_LIMIT = 20.0  # seconds a SIGTERM'd run may take to exit
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    polygon: str = ""  # "", "down", "500", "garbage"
+    polygon: str = ""  # "", "down", "500", "garbage", "hang"
     llm: str = ""  # "", "slow", "500", "garbage"
     ses_throttle: float = 0.0
     ses_reject: float = 0.0
+    ses_pause_at: float = 0.0  # SES pauses the account once this share of the subscribers has been sent to
+    overlapping: bool = False  # two run_daily started at once (a cron start while the last run still runs)
     stop_signal: int = 0  # SIGTERM or SIGKILL at random points during sending
     stops: int = 0
     opt_outs: float = 0.0  # share of subscribers who unsubscribe or are erased during sending
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^\w.-]", "_", self.name)
 
 
 SCENARIOS = [
@@ -83,11 +90,14 @@ SCENARIOS = [
     Scenario("polygon-down", polygon="down"),
     Scenario("polygon-500", polygon="500"),
     Scenario("polygon-garbage", polygon="garbage"),
+    Scenario("polygon-hang", polygon="hang"),
     Scenario("llm-slow-one-slot", llm="slow"),
     Scenario("llm-500", llm="500"),
     Scenario("llm-garbage", llm="garbage"),
     Scenario("ses-throttle-5%", ses_throttle=0.05),
     Scenario("ses-reject-5%", ses_reject=0.05),
+    Scenario("ses-paused-at-33%", ses_pause_at=1 / 3),
+    Scenario("overlapping-runs", overlapping=True),
     Scenario("sigterm-x2", stop_signal=signal.SIGTERM, stops=2),
     Scenario("sigkill-x3", stop_signal=signal.SIGKILL, stops=3),
     Scenario("opt-outs-10%", opt_outs=0.10),
@@ -241,6 +251,7 @@ class Harness:
             "FAULTS_EMAIL_DELAY": str(self.args.email_delay),
             "FAULTS_SES_THROTTLE": str(s.ses_throttle),
             "FAULTS_SES_REJECT": str(s.ses_reject),
+            "FAULTS_SES_PAUSE_AFTER": str(round(len(self.emails) * s.ses_pause_at)) if s.ses_pause_at else "0",
             "SES_MAX_SEND_RATE": str(self.args.rate),
             "SES_SEND_CONCURRENCY": str(self.args.concurrency),
             "MARKET_DATA_PROVIDER": "markets.providers.polygon.PolygonProvider",
@@ -310,9 +321,9 @@ class Harness:
 
     def run_scenario(self, scenario: Scenario) -> Result:
         self.db.reset_from_template()
-        self.polygon.mode = scenario.polygon if scenario.polygon in ("500", "garbage") else ""
+        self.polygon.mode = scenario.polygon if scenario.polygon != "down" else ""
         self.llm.mode = scenario.llm
-        journal_path = self.workdir / f"{scenario.name}.jsonl"
+        journal_path = self.workdir / f"{scenario.slug}.jsonl"
         journal = Journal(journal_path)
         env = self.env(database_url=self.db.url, journal=journal_path, scenario=scenario)
         result = Result(scenario, tried=len(self.emails))
@@ -323,6 +334,9 @@ class Harness:
                 self._stopped_runs(scenario, env, journal, run_args, result)
             elif scenario.opt_outs:
                 opt_outs = self._run_with_opt_outs(scenario, env, journal, run_args, result)
+            elif scenario.overlapping:
+                both = [self.start(env, *run_args)[0] for _ in range(2)]
+                result.codes.extend(process.wait(timeout=RUN_TIMEOUT) for process in both)
             else:
                 result.codes.append(self.call(env, *run_args))
         finally:
@@ -351,6 +365,10 @@ class Harness:
                 result.problems.append("outage exit 0")
         if scenario.llm:
             result.notes.append(f"{fallback} tickers fell back")
+        if scenario.ses_pause_at:
+            result.notes.append(f"{handed_during_fault} handed before the pause")
+            if result.codes[0] == 0:
+                result.problems.append("account stop exit 0")
         if result.codes[-1] != 0:
             result.problems.append("rerun exit != 0")
         return result
@@ -406,7 +424,7 @@ class Harness:
     ) -> dict[str, tuple[float, str]]:
         """Run while another process unsubscribes or erases random subscribers; returns when each change committed."""
         chosen = self.rng.sample(self.emails, max(1, round(len(self.emails) * scenario.opt_outs)))
-        plan = self.workdir / f"{scenario.name}.plan"
+        plan = self.workdir / f"{scenario.slug}.plan"
         plan.write_text("".join(f"{self.rng.choice(['unsubscribe', 'erase'])} {e}\n" for e in chosen))
         # Spread over the sending window (its length at the paced rate), starting with the first message handed.
         interval = self.args.opt_out_interval

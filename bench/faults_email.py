@@ -7,7 +7,9 @@ moment leaves a true record of what "SES" accepted. Refusals are the errors anym
 
 - ``FAULTS_SES_THROTTLE``: the probability that one attempt is throttled (``TooManyRequestsException``);
 - ``FAULTS_SES_REJECT``: the share of recipients, chosen by a hash of the address so every attempt agrees, whose
-  messages SES rejects (``MessageRejected``).
+  messages SES rejects (``MessageRejected``);
+- ``FAULTS_SES_PAUSE_AFTER``: after this many accepted messages the account's sending is paused
+  (``SendingPausedException``) for the rest of the process.
 
 ``FAULTS_EMAIL_DELAY`` seconds per message make the backend slow enough for kills to land mid-send.
 """
@@ -38,18 +40,24 @@ def rejected_recipient(address: str, share: float) -> bool:
 class JournalBackend(BaseEmailBackend):
     _lock = threading.Lock()
     _random = random.Random()
+    accepted = 0  # by every connection of this process
 
     def send_messages(self, email_messages) -> int:
         path = os.environ["FAULTS_JOURNAL"]
         delay = float(os.environ.get("FAULTS_EMAIL_DELAY", "0.004"))
         throttle = float(os.environ.get("FAULTS_SES_THROTTLE", "0") or 0)
         reject = float(os.environ.get("FAULTS_SES_REJECT", "0") or 0)
+        pause_after = int(os.environ.get("FAULTS_SES_PAUSE_AFTER", "0") or 0)
         for message in email_messages:
             handed = time.time()
             recipient = message.to[0]
             time.sleep(delay)
             with self._lock:
                 throttled = throttle > 0 and self._random.random() < throttle
+            with self._lock:
+                paused = pause_after > 0 and type(self).accepted >= pause_after
+            if paused:
+                raise ses_error("SendingPausedException", "Sending is paused for this account.")
             if throttled:
                 raise ses_error("TooManyRequestsException", "Maximum sending rate exceeded.")
             if rejected_recipient(recipient, reject):
@@ -71,4 +79,5 @@ class JournalBackend(BaseEmailBackend):
                 journal.write(json.dumps(line) + "\n")
                 journal.flush()
                 os.fsync(journal.fileno())
+                type(self).accepted += 1
         return len(email_messages)

@@ -2,7 +2,8 @@
 additively by their owners): a persistent mode answers every request the same bad way until it is set back.
 
 - ``FaultyPolygon.mode``: ``""`` (healthy), ``"500"`` (every request answers HTTP 500), ``"garbage"`` (HTTP 200 with
-  a body that is not JSON, as a proxy's error page would be). "Down" needs no mode: the provider is pointed at a
+  a body that is not JSON, as a proxy's error page would be), ``"hang"`` (answers after ``hang_seconds``, longer
+  than the client's read timeout). "Down" needs no mode: the provider is pointed at a
   port where nothing listens.
 - ``FaultyOpenAI.mode``: ``""``, ``"500"``, ``"garbage"`` (a 200 whose JSON stops half-way), ``"slow"`` (one slot,
   like a llama.cpp server started with one: requests wait for each other, each takes ``slow_seconds``).
@@ -26,13 +27,17 @@ class FaultyPolygon(FakePolygon):
     def __init__(self) -> None:
         super().__init__()
         self.mode = ""
+        self.hang_seconds = 10.0
 
     def _route(self, path: str, query: dict[str, list[str]], raw_query: str) -> PolygonReply:
         if self.mode == "500":
             return PolygonReply(500, {"status": "ERROR", "request_id": "bench", "error": "Internal Server Error"})
         if self.mode == "garbage":
             return PolygonReply(200, GARBAGE_HTML)
-        return super()._route(path, query, raw_query)
+        reply = super()._route(path, query, raw_query)
+        if self.mode == "hang":
+            reply.delay = self.hang_seconds
+        return reply
 
 
 class FaultyOpenAI(FakeOpenAI):
