@@ -78,6 +78,7 @@ class Scenario:
     overlapping: bool = False  # two run_daily started at once (a cron start while the last run still runs)
     stop_signal: int = 0  # SIGTERM or SIGKILL at random points during sending
     stops: int = 0
+    early: bool = False  # stop within the first seconds (market data, analysis), not during sending
     opt_outs: float = 0.0  # share of subscribers who unsubscribe or are erased during sending
 
     @property
@@ -100,6 +101,7 @@ SCENARIOS = [
     Scenario("overlapping-runs", overlapping=True),
     Scenario("sigterm-x2", stop_signal=signal.SIGTERM, stops=2),
     Scenario("sigkill-x3", stop_signal=signal.SIGKILL, stops=3),
+    Scenario("sigkill-before-sending-x2", stop_signal=signal.SIGKILL, stops=2, early=True),
     Scenario("opt-outs-10%", opt_outs=0.10),
 ]
 
@@ -270,6 +272,8 @@ class Harness:
             "LLM_MAX_RETRIES": "1",
             "LLM_RETRY_AFTER_DEFAULT": "0.5",
         }
+        if self.args.batch_size:
+            env["DELIVERY_BATCH_SIZE"] = str(self.args.batch_size)
         for name in ("DJANGO_SETTINGS_MODULE", "CACHE_URL", "ADMINS", "ALERT_SNS_TOPIC_ARN", "METRICS"):
             env.pop(name, None)
         return env
@@ -376,22 +380,31 @@ class Harness:
     def _stopped_runs(
         self, scenario: Scenario, env: dict[str, str], journal: Journal, run_args: tuple, result: Result
     ) -> None:
-        """Stop ``scenario.stops`` runs at a random moment during sending; each stop is followed by a new run."""
+        """Stop ``scenario.stops`` runs at a random moment during sending (or, ``early``, in its first seconds);
+        each stop is followed by a new run."""
         per_stop: list[int] = []
         stop_seconds: list[str] = []
+        skipped = 0
         for _ in range(scenario.stops):
             before = journal.count()
             handed = len({e["to"] for e in journal.entries()})
             remaining = len(self.emails) - handed - self.db.in_flight(self.day) if before else len(self.emails)
             in_flight_before = self.db.in_flight(self.day) if before else 0
             process, _ = self.start(env, *run_args)
-            if remaining < 4:
+            if remaining < 4:  # nothing left to interrupt: the run goes to its end
                 result.codes.append(process.wait(timeout=RUN_TIMEOUT))
+                skipped += 1
                 continue
-            target = before + self.rng.randint(1, max(1, remaining * 3 // 4))
-            deadline = time.monotonic() + RUN_TIMEOUT
-            while journal.count() < target and process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.002)
+            if scenario.early:
+                deadline = time.monotonic() + self.rng.uniform(0.3, 2.5)
+                while journal.count() == before and process.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            else:
+                target = before + self.rng.randint(1, max(1, remaining * 3 // 4))
+                deadline = time.monotonic() + RUN_TIMEOUT
+                while journal.count() < target and process.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            handed_at_stop = journal.count() - before
             if process.poll() is not None:
                 result.codes.append(process.returncode)
                 result.notes.append("a run ended before its stop")
@@ -409,6 +422,8 @@ class Harness:
             stop_seconds.append(f"{took:.1f}")
             left = self.db.in_flight(self.day)
             per_stop.append(left - in_flight_before)
+            if scenario.early and handed_at_stop:
+                result.notes.append(f"an early stop came after {handed_at_stop} messages")
             if scenario.stop_signal == signal.SIGTERM:
                 if code == 0 or code == "hung" or took > STOP_LIMIT:
                     result.problems.append(f"SIGTERM exit {code} after {took:.1f}s")
@@ -416,6 +431,8 @@ class Harness:
                     result.problems.append("in flight after SIGTERM")
         what = "SIGTERM" if scenario.stop_signal == signal.SIGTERM else "SIGKILL"
         result.notes.append(f"{what} to exit: {','.join(stop_seconds) or '-'} s; left in flight per stop: {per_stop}")
+        if skipped:
+            result.notes.append(f"{skipped} later runs had nothing left to interrupt")
         if scenario.stop_signal == signal.SIGKILL and per_stop and max(per_stop) > 2 * self.args.concurrency:
             result.problems.append(f"ambiguous/kill {max(per_stop)} > {2 * self.args.concurrency}")
 
@@ -561,6 +578,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--date", type=dt.date.fromisoformat, default=DEFAULT_DAY, help="The session reported on.")
     parser.add_argument("--concurrency", type=int, default=8, help="SES_SEND_CONCURRENCY of the runs.")
     parser.add_argument("--rate", type=float, default=200.0, help="SES_MAX_SEND_RATE of the runs (messages/s).")
+    parser.add_argument("--batch-size", type=int, help="DELIVERY_BATCH_SIZE of the runs (default: Walter's own).")
     parser.add_argument("--email-delay", type=float, default=0.004, help="Seconds the backend takes per message.")
     parser.add_argument(
         "--opt-out-interval", type=float, help="Seconds between two opt-outs (default: spread over the sending)."
