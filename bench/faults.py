@@ -119,6 +119,7 @@ class Result:
     opted_out: int = 0
     after_opt_out: int = 0
     wrong: int = 0
+    unsent: int = 0  # subscribers with nothing handed over and no reason of their own (never sent, or in flight)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -229,6 +230,7 @@ class Harness:
         self.logs.mkdir(parents=True)
         self.emails = [f"reader{i:04d}@example.com" for i in range(args.subscribers)]
         self._log_number = 0
+        self.last_log: Path = self.logs / "none.log"
 
     def __enter__(self) -> Harness:
         self.polygon.start()
@@ -271,10 +273,22 @@ class Harness:
             "LLM_TIMEOUT": "2",
             "LLM_MAX_RETRIES": "1",
             "LLM_RETRY_AFTER_DEFAULT": "0.5",
+            "SHARED_TABLES_BACKEND": "markets.shared_tables.database.DatabaseSharedTables",
+            "ARCHIVE_STORAGE_BACKEND": "django.core.files.storage.FileSystemStorage",
         }
         if self.args.batch_size:
             env["DELIVERY_BATCH_SIZE"] = str(self.args.batch_size)
-        for name in ("DJANGO_SETTINGS_MODULE", "CACHE_URL", "ADMINS", "ALERT_SNS_TOPIC_ARN", "METRICS"):
+        # Everything in one process on the machine's own resources: no broker, no shared cache, no alerts.
+        for name in (
+            "DJANGO_SETTINGS_MODULE",
+            "CACHE_URL",
+            "CELERY_BROKER_URL",
+            "ADMINS",
+            "ALERT_SNS_TOPIC_ARN",
+            "METRICS",
+            "WALTER_ENV",
+            "AWS_SECRETS_MANAGER_SECRET_ID",
+        ):
             env.pop(name, None)
         return env
 
@@ -289,6 +303,7 @@ class Harness:
 
     def call(self, env: dict[str, str], *args: str, script: str = "manage.py") -> int:
         process, log = self.start(env, *args, script=script)
+        self.last_log = log
         try:
             code = process.wait(timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -359,8 +374,15 @@ class Harness:
         )
         rerun = (*run_args, "--resend-ambiguous") if self.args.resend_ambiguous else run_args
         result.codes.append(self.call(healthy, *rerun))
+        rerun_said = self.last_log.read_text()
 
         self._count(scenario, journal, opt_outs, result, may_repeat)
+        if "every subscriber already has this issue" in rerun_said and result.unsent:
+            result.problems.append("rerun says everyone has the issue")
+        running = self.db.rows("SELECT count(*) FROM newsletters_dailyrun WHERE status = 'running'")[0][0]
+        if running:
+            result.notes.append(f"{running} DailyRun rows left running")
+            result.problems.append("run left 'running'")
         if scenario.polygon:
             result.notes.append(f"{handed_during_fault} handed during the outage")
             if handed_during_fault:
@@ -494,10 +516,13 @@ class Harness:
                 result.twice += 1
             elif st == "failed" and not retryable:
                 result.failed += 1
-            elif email in opt_outs or st == "sending":
-                pass  # counted under opted out / ambiguous
+            elif email in opt_outs:
+                pass  # counted under opted out
+            elif st == "sending":
+                result.unsent += 1  # counted under ambiguous
             else:
                 result.never += 1
+                result.unsent += 1
         result.opted_out = len(opt_outs)
         for email, (committed, action) in opt_outs.items():
             late = [e for e in entries if e["to"] == email and e["t"] > committed]
@@ -605,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: list[Result] = []
     harness = Harness(args, workdir, db)
+    finished = False
     try:
         with harness:
             harness.prepare()
@@ -612,8 +638,10 @@ def main(argv: list[str] | None = None) -> int:
                 scenario_started = time.monotonic()
                 results.append(harness.run_scenario(scenario))
                 print(f"{scenario.name}: {time.monotonic() - scenario_started:.1f}s", file=sys.stderr, flush=True)
+        finished = True
     finally:
-        if args.keep:
+        # A harness that broke down keeps its logs and databases for a look.
+        if args.keep or not finished:
             print(f"work folder kept: {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
