@@ -78,7 +78,7 @@ class Scenario:
     overlapping: bool = False  # two run_daily started at once (a cron start while the last run still runs)
     stop_signal: int = 0  # SIGTERM or SIGKILL at random points during sending
     stops: int = 0
-    early: bool = False  # stop within the first seconds (market data, analysis), not during sending
+    early: bool = False  # stop during the market data and analysis stages, not during sending
     opt_outs: float = 0.0  # share of subscribers who unsubscribe or are erased during sending
 
     @property
@@ -418,7 +418,12 @@ class Harness:
                 skipped += 1
                 continue
             if scenario.early:
-                deadline = time.monotonic() + self.rng.uniform(0.3, 2.5)
+                # Once the run has recorded itself (Django is up), a random moment of its data and analysis stages.
+                runs = self._runs_recorded()
+                deadline = time.monotonic() + RUN_TIMEOUT
+                while self._runs_recorded() == runs and process.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                deadline = time.monotonic() + self.rng.uniform(0.0, 0.4)
                 while journal.count() == before and process.poll() is None and time.monotonic() < deadline:
                     time.sleep(0.002)
             else:
@@ -457,6 +462,9 @@ class Harness:
             result.notes.append(f"{skipped} later runs had nothing left to interrupt")
         if scenario.stop_signal == signal.SIGKILL and per_stop and max(per_stop) > 2 * self.args.concurrency:
             result.problems.append(f"ambiguous/kill {max(per_stop)} > {2 * self.args.concurrency}")
+
+    def _runs_recorded(self) -> int:
+        return self.db.rows("SELECT count(*) FROM newsletters_dailyrun WHERE date = %s", (self.day,))[0][0]
 
     def _run_with_opt_outs(
         self, scenario: Scenario, env: dict[str, str], journal: Journal, run_args: tuple, result: Result
