@@ -1,8 +1,8 @@
 """Fault injection: does every confirmed subscriber get exactly one correct issue, whatever goes wrong?
 
     .venv/bin/python bench/faults.py [--database-url postgres://postgres@127.0.0.1:5432/faults] [--subscribers 300]
-                                     [--scenarios a,b,...] [--seed N] [--concurrency 8] [--rate 200]
-                                     [--resend-ambiguous] [--keep]
+                                     [--scenarios a,b,...] [--seed N] [--date D] [--concurrency 8] [--rate 200]
+                                     [--batch-size N] [--email-delay S] [--resend-ambiguous] [--strict] [--keep]
 
 The harness owns one PostgreSQL database (the name in ``--database-url``) and its template ``<name>_template``; it
 drops and recreates both and touches no other database. The template is migrated, seeded with N confirmed
@@ -27,7 +27,8 @@ Columns:
 Targets (the verdict column): sent twice = 0 unless --resend-ambiguous; ambiguous per kill <= 2 x
 SES_SEND_CONCURRENCY, 0 without a kill; never sent = 0 after the healthy rerun; after opt-out = 0; wrong = 0;
 market data that cannot be had: the run exits non-zero and sends nothing; SIGTERM: exit non-zero within 20 s with
-nothing left in flight; the healthy rerun exits 0.
+nothing left in flight; the healthy rerun exits 0 and never says "every subscriber already has this issue" while
+some have nothing; no DailyRun row is left "running". ``--strict`` exits 1 when a scenario misses a target.
 """
 
 from __future__ import annotations
