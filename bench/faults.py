@@ -340,6 +340,8 @@ class Harness:
     # -- one scenario -------------------------------------------------------------------------------------------
 
     def run_scenario(self, scenario: Scenario) -> Result:
+        # Each scenario draws its own moments and opt-outs: the same seed gives the same ones in any selection.
+        self.rng = random.Random(f"{self.args.seed}:{scenario.name}")
         self.db.reset_from_template()
         self.polygon.mode = scenario.polygon if scenario.polygon != "down" else ""
         self.llm.mode = scenario.llm
