@@ -84,3 +84,58 @@ def test_the_harness_refuses_a_database_that_is_not_its_own():
     )
     assert done.returncode != 0
     assert "own database" in done.stderr
+
+
+# -- the harness's email backend answers as SES does, so Walter's sender reacts to it as to SES -----------------
+
+
+def _message(to: str = "reader0001@example.com"):
+    from django.core.mail import EmailMessage
+
+    return EmailMessage(subject="Walter", body="AAPL rose 1.00%", to=[to], headers={"X-Walter-Delivery": "token-1"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "kind"),
+    [
+        ("FAULTS_SES_THROTTLE", "1", "throttled"),
+        ("FAULTS_SES_REJECT", "1", "rejected"),
+        ("FAULTS_SES_PAUSE_AFTER", "1", "account"),
+    ],
+)
+def test_the_journal_backend_refuses_with_the_errors_ses_gives(monkeypatch, tmp_path, variable, value, kind):
+    from bench.faults_email import JournalBackend
+    from newsletters.sending import refusal_of
+
+    monkeypatch.setenv("FAULTS_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.setenv("FAULTS_EMAIL_DELAY", "0")
+    monkeypatch.setattr(JournalBackend, "accepted", 1 if variable == "FAULTS_SES_PAUSE_AFTER" else 0)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(Exception) as refused:
+        JournalBackend().send_messages([_message()])
+    assert refusal_of(refused.value).kind == kind
+    assert not (tmp_path / "journal.jsonl").exists(), "a refused message is not journaled as handed over"
+
+
+def test_the_journal_backend_records_each_accepted_message(monkeypatch, tmp_path):
+    import json
+
+    from bench.faults_email import JournalBackend, rejected_recipient
+
+    journal = tmp_path / "journal.jsonl"
+    monkeypatch.setenv("FAULTS_JOURNAL", str(journal))
+    monkeypatch.setenv("FAULTS_EMAIL_DELAY", "0")
+    stale = _message("reader0002@example.com")
+    stale.body = "MSFT: No new data for Friday, November 20."
+    assert JournalBackend().send_messages([_message(), stale]) == 2
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [(e["to"], e["token"], e["flags"]) for e in lines] == [
+        ("reader0001@example.com", "token-1", []),
+        ("reader0002@example.com", "token-1", ["stale"]),
+    ]
+    # Rejection follows the address, the same in every process and every attempt.
+    chosen = {
+        f"reader{i:04d}@example.com" for i in range(1000) if rejected_recipient(f"reader{i:04d}@example.com", 0.05)
+    }
+    assert 20 <= len(chosen) <= 80
+    assert chosen == {a for a in chosen if rejected_recipient(a.upper(), 0.05)}
