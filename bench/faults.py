@@ -358,7 +358,7 @@ class Harness:
                 opt_outs = self._run_with_opt_outs(scenario, env, journal, run_args, result)
             elif scenario.overlapping:
                 both = [self.start(env, *run_args)[0] for _ in range(2)]
-                result.codes.extend(process.wait(timeout=RUN_TIMEOUT) for process in both)
+                result.codes.extend(self._wait(process) for process in both)
             else:
                 result.codes.append(self.call(env, *run_args))
         finally:
@@ -405,8 +405,8 @@ class Harness:
     def _stopped_runs(
         self, scenario: Scenario, env: dict[str, str], journal: Journal, run_args: tuple, result: Result
     ) -> None:
-        """Stop ``scenario.stops`` runs at a random moment during sending (or, ``early``, in its first seconds);
-        each stop is followed by a new run."""
+        """Stop ``scenario.stops`` runs at a random moment during sending (or, ``early``, during the market data and
+        analysis stages); each stop is followed by a new run."""
         per_stop: list[int] = []
         stop_seconds: list[str] = []
         skipped = 0
@@ -417,7 +417,7 @@ class Harness:
             in_flight_before = self.db.in_flight(self.day) if before else 0
             process, _ = self.start(env, *run_args)
             if remaining < 4:  # nothing left to interrupt: the run goes to its end
-                result.codes.append(process.wait(timeout=RUN_TIMEOUT))
+                result.codes.append(self._wait(process))
                 skipped += 1
                 continue
             if scenario.early:
@@ -466,6 +466,14 @@ class Harness:
         if scenario.stop_signal == signal.SIGKILL and per_stop and max(per_stop) > 2 * self.args.concurrency:
             result.problems.append(f"ambiguous/kill {max(per_stop)} > {2 * self.args.concurrency}")
 
+    def _wait(self, process: subprocess.Popen) -> int | str:
+        try:
+            return process.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return "timeout"
+
     def _runs_recorded(self) -> int:
         return self.db.rows("SELECT count(*) FROM newsletters_dailyrun WHERE date = %s", (self.day,))[0][0]
 
@@ -486,8 +494,8 @@ class Harness:
             script="bench/faults_django.py",
         )
         process, _ = self.start(env, *run_args)
-        result.codes.append(process.wait(timeout=RUN_TIMEOUT))
-        if wisher.wait(timeout=RUN_TIMEOUT) != 0:
+        result.codes.append(self._wait(process))
+        if self._wait(wisher) != 0:
             raise SystemExit(f"the opt-out process failed; see {wishes_log}")
         done: dict[str, tuple[float, str]] = {}
         for line in wishes_log.read_text().splitlines():
