@@ -616,7 +616,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/faults")
     parser.add_argument("--subscribers", type=int, default=300)
     parser.add_argument(
-        "--scenarios", default="", help="Comma-separated names (default: all): " + ", ".join(s.name for s in SCENARIOS)
+        "--scenarios", default="", help="Comma-separated names (default: all): " + ", ".join(s.name for s in SCENARIOS).replace("%", "%%")
     )
     parser.add_argument("--seed", type=int, default=7, help="Seeds the subscribers' tickers, the prices, kill moments.")
     parser.add_argument("--date", type=dt.date.fromisoformat, default=DEFAULT_DAY, help="The session reported on.")
