@@ -21,7 +21,8 @@ Columns:
 - exit codes: each run_daily in order, the healthy rerun last (-9, -15: killed by that signal);
 - failed: deliveries SES rejected (recorded as failed, not retried);
 - opted out: subscribers who unsubscribed or were erased during the run; after opt-out: messages handed over
-  after that change had committed, or an opt-out undone;
+  (their window marked "sending", where the opt-out is checked) after that change had committed, or an opt-out
+  undone; one marked before the change and taken by the backend just after it was already in flight (a note);
 - wrong: messages that showed a failure as data (a ticker's "no new data" or DEMO DATA in an issue of real data).
 
 Targets (the verdict column): sent twice = 0 unless --resend-ambiguous; ambiguous per kill <= 2 x
@@ -543,14 +544,29 @@ class Harness:
                 result.never += 1
                 result.unsent += 1
         result.opted_out = len(opt_outs)
+        # A message is handed over when the statement marking its window "sending" commits (that statement is
+        # where an opt-out is checked); one the backend took after the opt-out but marked before it was in flight.
+        marked = {
+            token: float(at)
+            for token, at in self.db.rows(
+                "SELECT d.token::text, extract(epoch from d.sending_at) FROM newsletters_delivery d "
+                "JOIN newsletters_issue i ON i.id = d.issue_id WHERE i.date = %s AND d.sending_at IS NOT NULL",
+                (self.day,),
+            )
+        }
+        in_flight_at_opt_out = 0
         for email, (committed, action) in opt_outs.items():
-            late = [e for e in entries if e["to"] == email and e["t"] > committed]
+            after = [e for e in entries if e["to"] == email and e["t"] > committed]
+            late = [e for e in after if marked.get(e["token"], float("inf")) > committed]
+            in_flight_at_opt_out += len(after) - len(late)
             undone = (
                 subscribers.get(email) not in (None, "unsubscribed")
                 if action == "unsubscribe"
                 else email in subscribers
             )
             result.after_opt_out += len(late) + int(undone)
+        if in_flight_at_opt_out:
+            result.notes.append(f"{in_flight_at_opt_out} already in flight when their opt-out committed")
         result.wrong = sum(1 for e in entries if {"stale", "demo"} & set(e["flags"]))
         if scenario.ses_reject:
             result.notes.append(f"{len(rejected_expected)} recipients rejected by SES")
@@ -616,7 +632,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/faults")
     parser.add_argument("--subscribers", type=int, default=300)
     parser.add_argument(
-        "--scenarios", default="", help="Comma-separated names (default: all): " + ", ".join(s.name for s in SCENARIOS).replace("%", "%%")
+        "--scenarios",
+        default="",
+        help="Comma-separated names (default: all): " + ", ".join(s.name for s in SCENARIOS).replace("%", "%%"),
     )
     parser.add_argument("--seed", type=int, default=7, help="Seeds the subscribers' tickers, the prices, kill moments.")
     parser.add_argument("--date", type=dt.date.fromisoformat, default=DEFAULT_DAY, help="The session reported on.")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
+from walter_site.backends import email_connection
+
 from . import links, tokens
 from .models import Subscriber
+
+logger = logging.getLogger("walter.subscriptions")
+
+
+class EmailNotSent(Exception):
+    """The email service did not take the message in time: the visitor is asked to try again."""
 
 
 def _send(*, subscriber: Subscriber, subject: str, template: str, context: dict) -> None:
@@ -19,7 +29,13 @@ def _send(*, subscriber: Subscriber, subject: str, template: str, context: dict)
         to=[subscriber.email],
     )
     message.attach_alternative(render_to_string(f"subscriptions/email/{template}.html", context), "text/html")
-    message.send()
+    # Sent while a visitor waits: capped at WEB_EMAIL_TIMEOUT seconds, one attempt; they can simply try again.
+    message.connection = email_connection(timeout=settings.WEB_EMAIL_TIMEOUT)
+    try:
+        message.send()
+    except Exception as exc:
+        logger.warning("the %s email for subscriber %s was not sent: %s", template, subscriber.pk, exc)
+        raise EmailNotSent(f"the email service did not take the {template} email: {type(exc).__name__}") from exc
 
 
 def confirmation_email_send(*, subscriber: Subscriber) -> None:

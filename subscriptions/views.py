@@ -20,6 +20,7 @@ from walter_site.ratelimit import allow
 from walter_site.security import client_ip
 
 from . import tokens
+from .emails import EmailNotSent
 from .forms import MAX_TICKERS, SubscribeForm, TickersForm
 from .models import Subscriber
 from .services import (
@@ -63,7 +64,18 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         return render(request, "subscriptions/subscribe.html", {"form": form, "max_tickers": MAX_TICKERS}, status=400)
     if not allow(f"subscribe:email:{form.cleaned_data['email']}", settings.SUBSCRIBE_LIMIT_PER_EMAIL, HOUR):
         return _too_many(request, form)
-    subscriber_subscribe(email=form.cleaned_data["email"], symbols=form.cleaned_data["tickers"])
+    try:
+        subscriber_subscribe(email=form.cleaned_data["email"], symbols=form.cleaned_data["tickers"])
+    except EmailNotSent:
+        # Stored, but the email did not go: subscribing again sends it (a pending address is sent a fresh link).
+        context = {
+            "form": form,
+            "max_tickers": MAX_TICKERS,
+            "error": "We could not send the confirmation email just now. Please try again in a minute.",
+        }
+        response = render(request, "subscriptions/subscribe.html", context, status=503)
+        response["Retry-After"] = "60"
+        return response
     # The same page whether the address was new, pending, confirmed or suppressed: no enumeration.
     return redirect("subscriptions:check_inbox")
 
@@ -183,8 +195,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 purpose = tokens.EXPORT if action == "export" else tokens.DELETE
                 try:
                     subscriber_data_link_send(subscriber=subscriber, purpose=purpose)
-                except Exception:  # the email service is down or refused: say so, nothing has changed
-                    logger.exception("the %s link for subscriber %s could not be emailed", purpose, subscriber.pk)
+                except EmailNotSent:  # the email service is down, slow or refused: say so, nothing has changed
                     context["error"] = "We could not send the email just now. Nothing has changed; try again later."
                     status = 503
                 else:

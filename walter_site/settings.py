@@ -161,6 +161,8 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [("Walter operators", a) for a in env.list("ADMINS", default=[])]
 NEWSLETTER_POSTAL_ADDRESS = env.str("NEWSLETTER_POSTAL_ADDRESS", default="Walter, 1 Example Street, Springfield, USA")
 NEWSLETTER_UNSUBSCRIBE_MAILTO = env.str("NEWSLETTER_UNSUBSCRIBE_MAILTO", default="")
+# Seconds an email sent while a visitor waits (confirmation, manage link, data link) may take, in one attempt.
+WEB_EMAIL_TIMEOUT = env.float("WEB_EMAIL_TIMEOUT", default=2.0)
 # Amazon SES v2 through django-anymail: EMAIL_BACKEND=anymail.backends.amazon_ses.EmailBackend. botocore's
 # standard retry mode retries throttling and 5xx answers with backoff before Walter sees an error.
 ANYMAIL = {
