@@ -64,6 +64,7 @@ def slow_ses(settings, aws_env):
     settings.WEB_EMAIL_TIMEOUT = 1.0
     cache.clear()
     yield settings
+    cache.clear()  # the subscribe limits counted here must not reach another test
     server.shutdown()
     server.server_close()
 

@@ -121,7 +121,7 @@ def test_bad_tickers_are_named_next_to_the_field_and_nothing_is_stored(client, o
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_double_clicked_subscribe_answers_both_clicks_and_stores_one_subscriber(outbox):
+def test_a_double_clicked_subscribe_answers_both_clicks_and_stores_one_subscriber(outbox, fresh_cache):
     """Two requests for one new address at the same moment, each in its own thread and database connection."""
     both_looked = threading.Barrier(2)
     one_writer = threading.Lock()
