@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import transaction
 from django.db.models.signals import pre_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -27,9 +26,11 @@ def deliveries_erase(sender: Any, subscriber: Any, **kwargs: Any) -> None:
     # recorded the key. Keys are derived from the date and the token, so they can be found without the row.
     keys = {d.archive_key for d in deliveries if d.archive_key}
     keys |= {f"{archive_prefix(d.issue.date, str(d.token))}.html" for d in deliveries}
+    # Files first, inside the erase's transaction: if the storage fails, the erase fails whole and can simply be
+    # asked again (rows emptied first would leave files that nothing points at any more).
+    for key in sorted(keys):
+        archive_delete(key)
     Delivery.objects.filter(subscriber=subscriber).update(email="", archive_key="", symbols=[], subscriber=None)
-    # Files go only once the rows no longer point at them.
-    transaction.on_commit(lambda: [archive_delete(key) for key in keys])
 
 
 @receiver(subscriber_exporting)

@@ -140,6 +140,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
 
 
 @transaction.atomic
+@transaction.atomic
 def subscriber_erase(*, subscriber: Subscriber) -> None:
     """Delete the subscriber and, through the signal, every personal trace other apps keep (deliveries, archive)."""
     signals.subscriber_erasing.send(sender=Subscriber, subscriber=subscriber)

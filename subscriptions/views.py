@@ -253,7 +253,12 @@ def data_delete(request: HttpRequest, token: str) -> HttpResponse:
     context = {"subscriber": subscriber, "minutes": settings.DATA_LINK_MAX_AGE // 60}
     if request.method == "POST":
         if request.POST.get("confirm_delete") == "yes":
-            subscriber_erase(subscriber=subscriber)
+            try:
+                subscriber_erase(subscriber=subscriber)
+            except Exception:  # the archive's storage failed: the erase was undone whole, so asking again is safe
+                logger.exception("erasing subscriber %s failed", subscriber.pk)
+                context["error"] = "We could not delete everything just now, so nothing was deleted. Try again later."
+                return render(request, "subscriptions/data_delete.html", context, status=503)
             return render(request, "subscriptions/deleted.html")
         context["error"] = "Tick the box to confirm that everything should be deleted."
         return render(request, "subscriptions/data_delete.html", context, status=400)

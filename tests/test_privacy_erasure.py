@@ -82,3 +82,27 @@ def test_an_erased_subscriber_edited_by_staff_before_leaves_no_address_in_the_ad
     with django_capture_on_commit_callbacks(execute=True):
         subscriber_erase(subscriber=subscriber)
     assert traces(sent, archive_dir) == []
+
+
+def test_an_archive_that_cannot_be_deleted_undoes_the_erase_whole_and_a_retry_finishes_it(
+    client, sent, archive_dir, monkeypatch
+):
+    from django.core.files.storage import FileSystemStorage
+
+    from subscriptions import tokens
+
+    real_delete = FileSystemStorage.delete
+
+    def storage_down(self, name):
+        raise OSError("the archive bucket is unreachable")
+
+    monkeypatch.setattr(FileSystemStorage, "delete", storage_down)
+    link = f"/my-data/delete/{tokens.make_token(tokens.DELETE, sent.subscriber_id)}/"
+    failed = client.post(link, {"confirm_delete": "yes"})
+    assert failed.status_code == 503 and "nothing was deleted" in failed.content.decode()
+    # Nothing half done: the row still points at its copy, so the retry can find and delete it.
+    assert set(traces(sent, archive_dir)) == {"delivery row", "archived email", "subscriber row"}
+
+    monkeypatch.setattr(FileSystemStorage, "delete", real_delete)
+    assert client.post(link, {"confirm_delete": "yes"}).status_code == 200
+    assert traces(sent, archive_dir) == []

@@ -16,6 +16,7 @@ from newsletters.models import DailyRun, Delivery, Issue
 from newsletters.observability import run_crashed, run_finished, run_scope
 from newsletters.pipeline import STAGES, Progress, daily_run
 from newsletters.stopping import Stopped, stop, stop_on_signals
+from walter_site.redaction import redact
 
 
 def parse_date(value: str) -> dt.date:
@@ -68,7 +69,9 @@ class Command(BaseCommand):
                     # Before the run could record itself (configuration, database): alert all the same.
                     with stop.graceful():
                         run_crashed(day=day, stages=stages, error=exc)
-                    raise CommandError(f"run for {day.isoformat()} failed: {type(exc).__name__}: {exc}") from exc
+                    raise CommandError(
+                        f"run for {day.isoformat()} failed: {type(exc).__name__}: {redact(str(exc))}"
+                    ) from exc
                 with stop.graceful():
                     run_finished(run)
         except LockHeld:
