@@ -162,6 +162,33 @@ def analyses_ensure(
     return analyses, stage
 
 
+def analysis_fields(*, result: AnalysisResult, snapshot: TickerSnapshot) -> dict:
+    """An analyst's answer as the Analysis row's fields: the one mapping, for stored and unsaved analyses alike."""
+    return {
+        "headline": result.headline,
+        "summary": result.summary,
+        "stance": result.stance,
+        "score": result.score,
+        "points": result.points,
+        "risks": result.risks,
+        "automated": result.automated,
+        "fallback_reason": result.fallback_reason,
+        "data_as_of": snapshot.as_of,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+    }
+
+
+def analysis_unsaved(*, day: dt.date, snapshot: TickerSnapshot, result: AnalysisResult) -> Analysis:
+    """An analysis to show and never keep (a preview, a dry run)."""
+    return Analysis(
+        date=day,
+        model=result.model,
+        prompt_version=result.prompt_version,
+        **analysis_fields(result=result, snapshot=snapshot),
+    )
+
+
 def analysis_store(
     *,
     ticker_id: int,
@@ -178,20 +205,7 @@ def analysis_store(
             date=day,
             model=model,
             prompt_version=prompt_version,
-            defaults={
-                "headline": result.headline,
-                "summary": result.summary,
-                "stance": result.stance,
-                "score": result.score,
-                "points": result.points,
-                "risks": result.risks,
-                "automated": result.automated,
-                "fallback_reason": result.fallback_reason,
-                "data_as_of": snapshot.as_of,
-                "input_tokens": result.input_tokens,
-                "output_tokens": result.output_tokens,
-                "published_at": None,
-            },
+            defaults={**analysis_fields(result=result, snapshot=snapshot), "published_at": None},
         )
         if result.calls:
             AnalystCall.objects.bulk_create(

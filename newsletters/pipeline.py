@@ -20,7 +20,7 @@ from markets.shared_tables import get_shared_tables
 from markets.snapshots import TickerSnapshot
 from subscriptions.selectors import followed_symbols, subscribers_receiving
 
-from .analysis import analyses_ensure, stored_analyses
+from .analysis import analyses_ensure, analysis_unsaved, stored_analyses
 from .analysts import Analyst, get_analyst
 from .analysts.rule_based import RuleBasedAnalyst
 from .compose import issue_content_build
@@ -267,20 +267,7 @@ def _dry_run_analyses(
     for symbol, snapshot in sorted(snapshots.items()):
         if symbol in analyses or not snapshot.has_data or snapshot.stale:
             continue
-        result = rules.analyze(snapshot)
-        analyses[symbol] = Analysis(
-            date=day,
-            model=result.model,
-            prompt_version=result.prompt_version,
-            headline=result.headline,
-            summary=result.summary,
-            stance=result.stance,
-            score=result.score,
-            points=result.points,
-            risks=result.risks,
-            automated=True,
-            data_as_of=snapshot.as_of,
-        )
+        analyses[symbol] = analysis_unsaved(day=day, snapshot=snapshot, result=rules.analyze(snapshot))
         run.analyses_fallback += 1
     return analyses
 

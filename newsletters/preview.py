@@ -8,11 +8,9 @@ from markets.selectors import ticker_snapshots
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 
-from .analysis import stored_analyses
-from .analysts import AnalysisResult
+from .analysis import analysis_unsaved, stored_analyses
 from .analysts.rule_based import RuleBasedAnalyst
 from .compose import ComposedEmail, PersonalLinks, email_compose, issue_content_build
-from .models import Analysis
 
 
 def preview_email(*, subscriber: Subscriber, day: dt.date) -> ComposedEmail:
@@ -22,7 +20,7 @@ def preview_email(*, subscriber: Subscriber, day: dt.date) -> ComposedEmail:
     analyses = stored_analyses(day=day, symbols=symbols)
     for symbol, snapshot in snapshots.items():
         if symbol not in analyses and snapshot.has_data and not snapshot.stale:
-            analyses[symbol] = _unsaved_analysis(RuleBasedAnalyst().analyze(snapshot), day)
+            analyses[symbol] = analysis_unsaved(day=day, snapshot=snapshot, result=RuleBasedAnalyst().analyze(snapshot))
     content = issue_content_build(day=day, snapshots=snapshots, analyses=analyses)
     links = PersonalLinks(
         view="#preview",
@@ -30,18 +28,3 @@ def preview_email(*, subscriber: Subscriber, day: dt.date) -> ComposedEmail:
         unsubscribe=unsubscribe_url(subscriber.id),
     )
     return email_compose(content=content, symbols=symbols, email=subscriber.email, links=links)
-
-
-def _unsaved_analysis(result: AnalysisResult, day: dt.date) -> Analysis:
-    return Analysis(
-        date=day,
-        model=result.model,
-        prompt_version=result.prompt_version,
-        headline=result.headline,
-        summary=result.summary,
-        stance=result.stance,
-        score=result.score,
-        points=result.points,
-        risks=result.risks,
-        automated=result.automated,
-    )
