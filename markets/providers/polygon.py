@@ -28,6 +28,7 @@ from massive import RESTClient
 from massive.exceptions import BadResponse
 
 from walter_site.ratelimit import Pacer, PacerBusy
+from walter_site.retrying import backoff_delay, retry_after_seconds
 
 from .base import Bar, ProviderError, TickerInfo
 
@@ -91,14 +92,14 @@ class PacedHTTP:
                     raise ProviderError(f"{type(exc).__name__} after {attempt + 1} attempts") from exc
                 attempt += 1
                 logger.warning("polygon request failed (%s), retry %d", type(exc).__name__, attempt)
-                self.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+                self.sleep(backoff_delay(attempt))
                 continue
             self._local.status = response.status
             if response.status not in RETRY_STATUSES or attempt >= self.retries:
                 return response
             attempt += 1
             if response.status == 429:
-                wait = self._retry_after(response)
+                wait = retry_after_seconds(response.headers, self.retry_after_default)
                 if wait > self.retry_after_max:
                     raise ProviderError(f"rate limited for {wait:.0f}s (Retry-After), more than allowed")
                 logger.warning("polygon answered 429; every process waits %.1fs", wait)
@@ -106,22 +107,7 @@ class PacedHTTP:
                 self.pacer.defer(wait)
             else:
                 logger.warning("polygon answered %s, retry %d", response.status, attempt)
-                self.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
-
-    def _retry_after(self, response: urllib3.BaseHTTPResponse) -> float:
-        value = response.headers.get("Retry-After")
-        if value is None:
-            return self.retry_after_default
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
-            from email.utils import parsedate_to_datetime
-
-            return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
-        except (TypeError, ValueError):
-            return self.retry_after_default
+                self.sleep(backoff_delay(attempt))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pool, name)

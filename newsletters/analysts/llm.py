@@ -34,6 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from markets.snapshots import TickerSnapshot
 from walter_site.ratelimit import Pacer
+from walter_site.retrying import backoff_delay, retry_after_seconds
 
 from .base import AnalysisResult, AnalystError
 from .concurrency import NEUTRAL, OK, OVERLOAD, AdaptiveLimit
@@ -87,18 +88,6 @@ def _refuses_format(exc: openai.APIStatusError) -> bool:
     return exc.status_code in (400, 422, 500, 501) and any(
         word in text for word in ("response_format", "json_schema", "json_object", "structured output")
     )
-
-
-def _retry_after(exc: openai.APIStatusError, default: float) -> float:
-    headers = exc.response.headers if exc.response is not None else {}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return default
 
 
 class LLMAnalyst:
@@ -356,12 +345,12 @@ class LLMAnalyst:
             call["outcome"] = "error"
             raise AnalystError(f"{what} after {failures} attempts") from exc
         if isinstance(exc, openai.APIStatusError) and exc.status_code == 429:
-            wait = _retry_after(exc, settings.LLM_RETRY_AFTER_DEFAULT)
+            wait = retry_after_seconds(exc.response.headers, settings.LLM_RETRY_AFTER_DEFAULT)
             if wait > settings.LLM_RETRY_AFTER_MAX:
                 call["outcome"] = "error"
                 raise AnalystError(f"rate limited for {wait:.0f} s") from exc
         else:
-            wait = min(8.0, 0.5 * 2 ** (failures - 1))
+            wait = backoff_delay(failures)
         if time.monotonic() + wait >= deadline:
             call["outcome"] = "error"
             raise AnalystError(f"{what}; {BUDGET_SPENT} before a retry") from exc
