@@ -54,9 +54,10 @@ FEEDBACK_RANK = {"": 0, "delivered": 1, "soft_bounce": 2, "bounced": 3, "complai
 
 
 @receiver(ses_event_received)
-def delivery_feedback_record(sender: Any, event: dict, **kwargs: Any) -> None:
-    """Record on the Delivery what SES reported: found by the delivery tag Walter sends, or by SES's message id."""
-    feedback = _feedback_of(event)
+def delivery_feedback_record(sender: Any, event: dict, outcome: str = "", **kwargs: Any) -> None:
+    """Record on the Delivery what SES reported (``outcome``, as the webhook read the event): found by the delivery
+    tag Walter sends, or by SES's message id."""
+    feedback = outcome if outcome in FEEDBACK_RANK else ""
     mail = event.get("mail") if isinstance(event.get("mail"), dict) else {}
     if not feedback or not mail:
         return
@@ -84,18 +85,6 @@ def _is_uuid(value: Any) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _feedback_of(event: dict) -> str:
-    kind = event.get("eventType") or event.get("notificationType")
-    if kind == "Delivery":
-        return Delivery.Feedback.DELIVERED
-    if kind == "Complaint":
-        return Delivery.Feedback.COMPLAINED
-    if kind == "Bounce":
-        bounce = event.get("bounce") if isinstance(event.get("bounce"), dict) else {}
-        return Delivery.Feedback.BOUNCED if bounce.get("bounceType") == "Permanent" else Delivery.Feedback.SOFT_BOUNCE
-    return ""
 
 
 @receiver(pre_save, sender=DailyRun)

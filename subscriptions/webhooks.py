@@ -94,26 +94,38 @@ def _recipients(event: dict[str, Any], section: str, key: str) -> list[str]:
     ]
 
 
-def ses_event_apply(event: dict[str, Any]) -> None:
-    """Apply one SES event (event publishing's ``eventType`` or a notification's ``notificationType``)."""
+# What an SES event says happened to its recipients; the newsletters app records the same word on the Delivery.
+DELIVERED, SOFT_BOUNCE, BOUNCED, COMPLAINED = "delivered", "soft_bounce", "bounced", "complained"
+
+
+def ses_event_outcome(event: dict[str, Any]) -> tuple[str, list[str]]:
+    """What one SES event (event publishing's ``eventType`` or a notification's ``notificationType``) reports, and
+    for which addresses: ``("bounced", [...])``; ``("", [])`` for an event Walter does not act on."""
     kind = event.get("eventType") or event.get("notificationType")
     if kind == "Bounce":
-        bounce_type = _section(event, "bounce").get("bounceType")
-        for subscriber in _subscribers(_recipients(event, "bounce", "bouncedRecipients")):
-            if bounce_type == "Permanent":
-                subscriber_suppress(subscriber=subscriber, status=Subscriber.Status.BOUNCED)
-            else:
-                subscriber_soft_bounce(subscriber=subscriber, limit=settings.SOFT_BOUNCE_LIMIT)
-    elif kind == "Complaint":
-        for subscriber in _subscribers(_recipients(event, "complaint", "complainedRecipients")):
+        outcome = BOUNCED if _section(event, "bounce").get("bounceType") == "Permanent" else SOFT_BOUNCE
+        return outcome, _recipients(event, "bounce", "bouncedRecipients")
+    if kind == "Complaint":
+        return COMPLAINED, _recipients(event, "complaint", "complainedRecipients")
+    if kind == "Delivery":
+        recipients = _list(_section(event, "delivery").get("recipients"))
+        return DELIVERED, [r.strip().lower() for r in recipients if isinstance(r, str)]
+    return "", []
+
+
+def ses_event_apply(event: dict[str, Any]) -> None:
+    """Apply one SES event to the subscribers it names, then tell the other apps what it reported."""
+    outcome, recipients = ses_event_outcome(event)
+    for subscriber in _subscribers(recipients):
+        if outcome == BOUNCED:
+            subscriber_suppress(subscriber=subscriber, status=Subscriber.Status.BOUNCED)
+        elif outcome == SOFT_BOUNCE:
+            subscriber_soft_bounce(subscriber=subscriber, limit=settings.SOFT_BOUNCE_LIMIT)
+        elif outcome == COMPLAINED:
             subscriber_suppress(subscriber=subscriber, status=Subscriber.Status.COMPLAINED)
-    elif kind == "Delivery":
-        recipients = [
-            r.strip().lower() for r in _list(_section(event, "delivery").get("recipients")) if isinstance(r, str)
-        ]
-        for subscriber in _subscribers(recipients):
+        elif outcome == DELIVERED:
             subscriber_delivered(subscriber=subscriber)
-    signals.ses_event_received.send(sender=ses_event_apply, event=event)
+    signals.ses_event_received.send(sender=ses_event_apply, event=event, outcome=outcome)
 
 
 def _subscribers(addresses: list[str]) -> list[Subscriber]:
