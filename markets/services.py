@@ -261,9 +261,10 @@ def market_data_update(
     stored_today = set(
         DailyBar.objects.filter(ticker_id__in=ticker_ids.values(), date=day).values_list("ticker__symbol", flat=True)
     )
+    written = filled | set(update.refetched)  # a rerun finds today's bars stored already: those are not updates
     for symbol in symbols:
         if symbol in stored_today:
-            if symbol not in update.backfilled:
+            if symbol in written and symbol not in update.backfilled:
                 update.updated.append(symbol)
         elif symbol not in update.failed:
             update.stale.append(symbol)

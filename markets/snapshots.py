@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 CHART_SESSIONS = 126  # about six months
 
@@ -63,18 +62,6 @@ class TickerSnapshot:
         if None in (self.close, self.high52, self.low52) or self.high52 == self.low52:
             return None
         return (self.close - self.low52) / (self.high52 - self.low52) * 100.0
-
-    def facts(self) -> dict[str, Any]:
-        """The numbers an analyst may use, and nothing else (no chart series, nobody's data)."""
-        data = asdict(self)
-        for key in ("chart_dates", "chart_closes", "chart_sma50"):
-            data.pop(key)
-        data["date"] = self.date.isoformat()
-        data["as_of"] = self.as_of.isoformat() if self.as_of else None
-        data["sma50_distance_pct"] = self.sma50_distance_pct
-        data["stale"] = self.stale
-        data.pop("unavailable")
-        return data
 
 
 def clean(value: float | None, digits: int = 6) -> float | None:

@@ -39,7 +39,6 @@ class AnalysisStage:
     created: int = 0
     cached: int = 0
     fallback: int = 0
-    skipped: int = 0
     published: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -132,7 +131,6 @@ def analyses_ensure(
     done = {s: a for s, a in existing.items() if is_rules or not a.fallback_reason}
     stage.cached = len(done)
     todo = [snap for sym, snap in sorted(snapshots.items()) if sym not in done and snap.has_data and not snap.stale]
-    stage.skipped = sum(1 for s in snapshots.values() if not s.has_data or s.stale)
     ticker_ids = dict(Ticker.objects.filter(symbol__in=[s.symbol for s in todo]).values_list("symbol", "id"))
     analyses = dict(done)
 

@@ -160,6 +160,9 @@ class DailyRun(models.Model):
     emails_sent = models.PositiveIntegerField(default=0)
     emails_failed = models.PositiveIntegerField(default=0)
     emails_skipped = models.PositiveIntegerField(default=0)
+    emails_would_send = models.PositiveIntegerField(
+        default=0, help_text="A dry run's count: what a real run would send."
+    )
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     estimated_cost_usd = models.DecimalField(max_digits=10, decimal_places=4, default=0)

@@ -159,7 +159,7 @@ def daily_run(
             started = time.monotonic()
             content = issue_content_build(day=day, snapshots=snapshots, analyses=analyses)
             if dry_run:
-                run.emails_skipped = subscribers_receiving().count()
+                run.emails_would_send = subscribers_receiving().count()
             else:
                 issue = issue_ensure(day=day, demo=provider.is_demo)
                 # This run holds the run_daily lock: claims left by an earlier, killed run were never handed over.
@@ -301,9 +301,8 @@ def run_summary(run: DailyRun) -> str:
             f"analyses {run.analyses_created} new, {run.analyses_cached} cached, {run.analyses_fallback} fallback"
         )
     if "delivery" in run.stages:
-        verb = "would send" if run.dry_run else "emails"
         if run.dry_run:
-            parts.append(f"{verb} {run.emails_skipped} (dry run, nothing sent)")
+            parts.append(f"would send {run.emails_would_send} (dry run, nothing sent)")
         else:
             parts.append(f"emails {run.emails_sent} sent, {run.emails_failed} failed, {run.emails_skipped} skipped")
     seconds = sum(run.durations.values()) if run.durations else 0

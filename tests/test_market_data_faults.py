@@ -232,7 +232,11 @@ def test_dry_run_writes_no_shared_table_and_never_calls_the_model(polygon, outbo
         call_command("run_daily", "--date", DAY.isoformat(), "--dry-run")
         run = DailyRun.objects.get(date=DAY)
         assert run.status == DailyRun.Status.SUCCEEDED, run.errors
-        assert run.emails_skipped == ACTIVE and run.analyses_fallback == len(followed_symbols())
+        assert (
+            run.emails_would_send == ACTIVE
+            and run.emails_skipped == 0
+            and run.analyses_fallback == len(followed_symbols())
+        )
         assert llm.count() == 0
         assert not SharedTickerData.objects.exists() and not SharedTickerAnalysis.objects.exists()
         assert not Analysis.objects.exists() and not Issue.objects.exists()

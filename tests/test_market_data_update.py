@@ -315,3 +315,13 @@ def test_the_daily_path_gives_the_numbers_of_the_full_series(server, provider, t
             assert published[0].get(name) == pytest.approx(clean(getattr(full, name)[i, -1]), abs=2e-6), name
     assert snapshots["NVDA"].drawdown180 is None and snapshots["NVDA"].high52 is None
     assert snapshots["NVDA"].rsi14 is not None and snapshots["AAPL"].drawdown_rank is not None
+
+
+def test_a_rerun_that_fetches_nothing_new_updates_no_ticker(trading_day):
+    from markets.providers.demo import DemoProvider
+    from markets.services import market_data_update
+
+    first = market_data_update(day=trading_day, symbols=["AAPL", "MSFT"], provider=DemoProvider())
+    again = market_data_update(day=trading_day, symbols=["AAPL", "MSFT"], provider=DemoProvider())
+    assert sorted(first.updated + first.backfilled) == ["AAPL", "MSFT"]
+    assert again.updated == [] and again.backfilled == [] and again.stale == [] and again.failed == {}

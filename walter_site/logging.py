@@ -24,10 +24,6 @@ def log_context_bind(**fields: Any) -> None:
     _context.set({**(_context.get() or {}), **fields})
 
 
-def log_context_fields() -> dict[str, Any]:
-    return dict(_context.get() or {})
-
-
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Bind ``fields`` for the block; whatever is bound inside it is forgotten when it ends."""

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from markets.models import SharedTickerAnalysis, SharedTickerData
 
-from .base import TICKER_ANALYSES, TICKER_DATA, Item, analysis_sort_key, without_missing
+from .base import Item, analysis_sort_key, without_missing
 
 KEY_FIELDS = ("ticker", "date")
 
@@ -69,5 +69,3 @@ class DatabaseSharedTables:
     def create_tables(self) -> list[str]:
         # The tables are Django models: migrations create them.
         return []
-
-    tables = (TICKER_DATA, TICKER_ANALYSES)

@@ -205,5 +205,3 @@ class DynamoDBSharedTables:
             self.client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
             created.append(name)
         return created
-
-    tables = (TICKER_DATA, TICKER_ANALYSES)
