@@ -161,43 +161,6 @@ def test_malformed_json_is_an_error_not_an_empty_market(server, provider):
         provider.grouped_daily(dt.date(2005, 4, 4))
 
 
-def test_ticker_details_known_unknown_and_cached(server, provider):
-    info = provider.ticker_details(" aapl ")
-    assert (info.symbol, info.name, info.active) == ("AAPL", "Apple Inc.", True)
-    assert provider.ticker_details("NOSUCH") is None
-    server.script("/v3/reference/tickers/EMPTY", Reply(body={"status": "OK", "request_id": "x"}))
-    assert provider.ticker_details("EMPTY") is None
-    asked = server.count()
-    assert provider.ticker_details("AAPL").name == "Apple Inc."
-    assert provider.ticker_details("NOSUCH") is None
-    assert server.count() == asked  # both answers came from the cache
-
-
-def test_ticker_details_errors_are_not_taken_for_unknown(server, provider):
-    server.script("/v3/reference/tickers/AAPL", Reply(500, {}), Reply(500, {}), Reply(500, {}))
-    with pytest.raises(ProviderError):
-        provider.ticker_details("AAPL")
-
-
-def test_search_follows_next_url_and_ranks_symbol_prefixes_first(server, provider):
-    server.page_cap = 2
-    server.names.update({"XAPPL": "Apple Pickers Holdings", "APPS": "Digital Turbine"})
-    found = provider.search_tickers("app", limit=5)
-    symbols = [t.symbol for t in found]
-    assert symbols[0] == "APPS"
-    assert set(symbols) == {"APPS", "XAPPL", "AAPL"}
-    pages = [r for r in server.requests if r.path == "/v3/reference/tickers"]
-    assert len(pages) == 2 and "cursor" in pages[1].query
-    assert provider.search_tickers("app", limit=5) == found
-    assert len([r for r in server.requests if r.path == "/v3/reference/tickers"]) == 2  # cached
-
-
-def test_search_stops_at_the_limit(server, provider):
-    server.page_cap = 1
-    assert len(provider.search_tickers("a", limit=2)) == 2
-    assert server.count("/v3/reference/tickers") == 2
-
-
 def test_market_holidays_from_the_recorded_answer(server, provider):
     holidays = provider.market_holidays()
     assert holidays[dt.date(2022, 11, 24)] == "Thanksgiving"

@@ -14,7 +14,7 @@ import pytest
 from django.core.cache import cache
 
 from markets import calendar
-from markets.providers.base import Bar, MarketDataProvider, TickerInfo
+from markets.providers.base import Bar, MarketDataProvider
 from markets.providers.demo import DemoProvider
 from markets.providers.polygon import PolygonProvider
 from tests.fakes.polygon_server import FakePolygon
@@ -84,21 +84,6 @@ def test_daily_bars_are_oldest_first_inside_the_range_and_end_with_the_grouped_b
     assert all(calendar.is_trading_day(d) and _valid(b) for d, b in zip(dates, bars, strict=True))
     grouped = case.provider.grouped_daily(SESSION)[case.known]
     assert bars[-1].close == pytest.approx(grouped.close)
-
-
-def test_ticker_details_know_a_symbol_and_report_an_unknown_one_as_none(case):
-    info = case.provider.ticker_details(case.known.lower())
-    assert isinstance(info, TickerInfo) and info.symbol == case.known and info.name
-    assert case.provider.ticker_details("ZZZZQ") is None
-
-
-def test_search_matches_symbol_or_name_best_first_and_respects_the_limit(case):
-    by_symbol = case.provider.search_tickers(case.known[:2], limit=3)
-    assert 1 <= len(by_symbol) <= 3
-    assert by_symbol[0].symbol.startswith(case.known[:2])
-    by_name = case.provider.search_tickers(case.name_fragment.lower(), limit=5)
-    assert case.known in [t.symbol for t in by_name]
-    assert case.provider.search_tickers("", limit=5) == []
 
 
 def test_list_tickers_lists_every_symbol_once_in_order_with_its_name(case):

@@ -231,8 +231,6 @@ POLYGON_RETRIES = env.int("POLYGON_RETRIES", default=3)
 # A 429 without Retry-After waits this long; a longer Retry-After than the cap fails the request instead.
 POLYGON_RETRY_AFTER_DEFAULT = env.float("POLYGON_RETRY_AFTER_DEFAULT", default=12.0)
 POLYGON_RETRY_AFTER_MAX = env.float("POLYGON_RETRY_AFTER_MAX", default=120.0)
-# Ticker details and search answers are cached this long (seconds); an unknown symbol for less.
-POLYGON_REFERENCE_CACHE_SECONDS = env.int("POLYGON_REFERENCE_CACHE_SECONDS", default=24 * 3600)
 # The longest a request waits for a slot of the shared budget before it fails (seconds): the daily job may queue
 # behind other processes for a while, never forever. Web requests make no Polygon calls (they read the directory).
 POLYGON_MAX_WAIT = env.float("POLYGON_MAX_WAIT", default=300.0)

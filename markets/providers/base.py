@@ -47,14 +47,6 @@ class MarketDataProvider(Protocol):
         """One ticker's bars from ``start`` to ``end``, oldest first (backfill)."""
         ...
 
-    def ticker_details(self, symbol: str) -> TickerInfo | None:
-        """The ticker, or None when no such symbol exists."""
-        ...
-
-    def search_tickers(self, query: str, limit: int = 10) -> list[TickerInfo]:
-        """Tickers whose symbol or name matches ``query``, best first."""
-        ...
-
     def list_tickers(self) -> list[TickerInfo]:
         """Every listed US stock, in bulk (the daily ticker directory); raises ProviderError rather than answer
         with part of the list."""

@@ -117,18 +117,5 @@ class DemoProvider:
         days, rows = _series(symbol, end)
         return [_bar(symbol, d, rows[i]) for i, d in enumerate(days) if d >= start]
 
-    def ticker_details(self, symbol: str) -> TickerInfo | None:
-        symbol = symbol.strip().upper()
-        name = self.universe.get(symbol)
-        return TickerInfo(symbol=symbol, name=name) if name else None
-
-    def search_tickers(self, query: str, limit: int = 10) -> list[TickerInfo]:
-        q = query.strip().upper()
-        if not q:
-            return []
-        starts = [s for s in self.universe if s.startswith(q)]
-        named = [s for s, n in self.universe.items() if q in n.upper() and s not in starts]
-        return [TickerInfo(symbol=s, name=self.universe[s]) for s in (sorted(starts) + sorted(named))[:limit]]
-
     def list_tickers(self) -> list[TickerInfo]:
         return [TickerInfo(symbol=s, name=n) for s, n in sorted(self.universe.items())]

@@ -263,64 +263,6 @@ class PolygonProvider:
                 bars[day] = bar
         return [bars[d] for d in sorted(bars)]
 
-    def ticker_details(self, symbol: str) -> TickerInfo | None:
-        """The ticker, or None when Polygon does not know it; cached (an unknown symbol for a shorter time)."""
-        symbol = symbol.strip().upper()
-        if not symbol:
-            return None
-        key = f"walter:polygon:ticker:{symbol}"
-        cached = self.cache.get(key)
-        if cached is not None:
-            return TickerInfo(*cached) if cached else None
-        what = f"ticker details of {symbol}"
-        try:
-            response = self.client.get_ticker_details(symbol, raw=True)
-        except BadResponse as exc:
-            if self.http.last_status == 404:
-                response = None
-            else:
-                raise ProviderError(f"{what}: HTTP {self.http.last_status}: {str(exc)[:200]}") from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise ProviderError(f"{what}: {type(exc).__name__}") from exc
-        results = self._json(what, response).get("results") if response is not None else None
-        if not isinstance(results, dict) or not results.get("ticker"):
-            self.cache.set(key, (), timeout=min(600, settings.POLYGON_REFERENCE_CACHE_SECONDS))
-            return None
-        info = TickerInfo(
-            symbol=str(results["ticker"]).upper(),
-            name=str(results.get("name") or ""),
-            active=bool(results.get("active", True)),
-        )
-        self.cache.set(key, (info.symbol, info.name, info.active), timeout=settings.POLYGON_REFERENCE_CACHE_SECONDS)
-        return info
-
-    def search_tickers(self, query: str, limit: int = 10) -> list[TickerInfo]:
-        """Active US stocks matching ``query``; a symbol that starts with it ranks first. Follows `next_url`."""
-        query = query.strip()
-        if not query or limit <= 0:
-            return []
-        key = f"walter:polygon:search:{limit}:{query.upper()}"
-        cached = self.cache.get(key)
-        if cached is not None:
-            return [TickerInfo(*row) for row in cached]
-
-        def fetch() -> list[TickerInfo]:
-            found: list[TickerInfo] = []
-            for ticker in self.client.list_tickers(search=query, market="stocks", active=True, limit=min(limit, 1000)):
-                symbol = str(getattr(ticker, "ticker", "") or "").upper()
-                if symbol:
-                    found.append(TickerInfo(symbol=symbol, name=str(getattr(ticker, "name", "") or "")))
-                if len(found) >= limit:
-                    break
-            return found
-
-        found = self._call(f"ticker search {query!r}", fetch)
-        q = query.upper()
-        # Polygon orders by relevance; the exact symbol, then symbols that start with the query, come first.
-        found.sort(key=lambda t: (t.symbol != q, not t.symbol.startswith(q)))
-        self.cache.set(key, [(t.symbol, t.name, t.active) for t in found], timeout=3600)
-        return found
-
     def list_tickers(self) -> list[TickerInfo]:
         """Every active US stock, a page of 1,000 per request (about a dozen), following `next_url`.
 
