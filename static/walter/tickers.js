@@ -37,6 +37,41 @@
     box.appendChild(input);
     box.parentNode.insertBefore(options, box.nextSibling);
     var active = -1, timer = null, results = [], message = "";
+    // Symbols the directory does not list: marked on their chip at once, and named next to the field.
+    var bad = [], known = [];
+    var live = document.createElement("p");
+    live.className = "error";
+    live.id = input.id + "-live-error";
+    live.setAttribute("role", "alert");
+    live.hidden = true;
+    box.parentNode.insertBefore(live, options.nextSibling);
+    var serverError = document.getElementById(field.name + "-error");
+    function invalid() {
+      // The server's message stands until the field is changed; from then on the live one speaks.
+      var edited = !!field.getAttribute("data-edited");
+      var server = !!serverError && !edited;
+      if (serverError && edited) serverError.hidden = true;
+      var any = bad.length > 0 || server;
+      box.classList.toggle("invalid", any);
+      if (any) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+      live.textContent = bad.map(function (s) { return "\u201c" + s + "\u201d is not a listed US ticker."; }).join(" ");
+      live.hidden = bad.length === 0 || server;
+      var described = (field.getAttribute("aria-describedby") || "").split(" ").filter(function (id) { return id && id !== live.id; });
+      if (bad.length) described.unshift(live.id);
+      input.setAttribute("aria-describedby", described.join(" "));
+    }
+    function check(symbol) {
+      if (known.indexOf(symbol) >= 0 || bad.indexOf(symbol) >= 0) return;
+      fetch(url + "?q=" + encodeURIComponent(symbol), { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json().catch(function () { return {}; }); })
+        .then(function (data) {
+          if (!data.results) return;  // the list is not loaded, or the check failed: the form will say so
+          var listed = data.results.some(function (r) { return r.symbol === symbol; });
+          if (listed) known.push(symbol); else bad.push(symbol);
+          sync();
+        })
+        .catch(function () {});
+    }
 
     function sync() {
       field.value = symbols.join(", ");
@@ -44,6 +79,10 @@
       symbols.forEach(function (symbol) {
         var li = document.createElement("li");
         li.textContent = symbol + " ";
+        if (bad.indexOf(symbol) >= 0) {
+          li.className = "chip-bad";
+          li.title = "Not a listed US ticker";
+        }
         var remove = document.createElement("button");
         remove.type = "button";
         remove.className = "chip-remove";
@@ -51,17 +90,24 @@
         remove.textContent = "×";
         remove.addEventListener("click", function () {
           symbols = symbols.filter(function (s) { return s !== symbol; });
+          bad = bad.filter(function (s) { return s !== symbol; });
+          field.setAttribute("data-edited", "1");
           sync();
           input.focus();
         });
         li.appendChild(remove);
         list.appendChild(li);
       });
+      invalid();
     }
     function close() { options.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; }
-    function add(symbol) {
+    function add(symbol, picked) {
       symbol = symbol.toUpperCase().trim();
-      if (symbol && symbols.indexOf(symbol) < 0) symbols.push(symbol);
+      if (symbol && symbols.indexOf(symbol) < 0) {
+        symbols.push(symbol);
+        field.setAttribute("data-edited", "1");
+        if (picked) known.push(symbol); else check(symbol);
+      }
       input.value = "";
       close();
       sync();
@@ -77,7 +123,7 @@
         b.textContent = r.symbol;
         li.appendChild(b);
         li.appendChild(document.createTextNode(" · " + r.name));
-        li.addEventListener("mousedown", function (e) { e.preventDefault(); add(r.symbol); });
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); add(r.symbol, true); });
         options.appendChild(li);
       });
       if (!results.length && message) {
@@ -101,7 +147,7 @@
           .then(function (r) { return r.json().catch(function () { return {}; }); })
           .then(function (data) {
             results = data.results || [];
-            message = results.length ? "" : (data.error || "");
+            message = results.length ? "" : (data.error || (data.results ? "No listed ticker matches \u201c" + q + "\u201d." : ""));
             active = results.length ? 0 : -1;
             show();
           })
@@ -113,13 +159,14 @@
       else if (e.key === "ArrowUp" && results.length) { active = (active - 1 + results.length) % results.length; show(); e.preventDefault(); }
       else if (e.key === "Enter" && input.value.trim()) {
         e.preventDefault();
-        add(active >= 0 && !options.hidden ? results[active].symbol : input.value);
+        if (active >= 0 && !options.hidden) add(results[active].symbol, true); else add(input.value);
       } else if (e.key === "Backspace" && !input.value && symbols.length) { symbols.pop(); sync(); }
       else if (e.key === "Escape") { close(); }
     });
     input.addEventListener("blur", function () { if (input.value.trim()) add(input.value); close(); });
     field.form.addEventListener("submit", function () { if (input.value.trim()) add(input.value); });
     sync();
+    symbols.forEach(check);  // chips carried back by the server (a form with errors): mark the unknown ones
   }
   document.addEventListener("DOMContentLoaded", function () {
     Array.prototype.forEach.call(document.querySelectorAll("input[data-ticker-input]"), enhance);
