@@ -198,3 +198,15 @@ def test_when_the_link_cannot_be_emailed_the_page_says_so_and_nothing_changes(
     with django_capture_on_commit_callbacks(execute=True):
         again = client.post(preferences, {"action": "delete"})
     assert again.status_code == 200 and len(ScriptedSESBackend.sent) == 1, "the next try goes out"
+
+
+def test_delete_looks_destructive_and_asks_for_a_confirmation(client):
+    from subscriptions import tokens
+    from subscriptions.models import Subscriber
+    from subscriptions.services import subscriber_create
+
+    reader = subscriber_create(email="del@example.com", symbols=["AAPL"], status=Subscriber.Status.ACTIVE)
+    page = client.get(f"/preferences/{tokens.make_token(tokens.PREFERENCES, reader.pk)}/").content.decode()
+    assert 'value="delete" class="destructive"' in page and 'value="export" class="secondary"' in page
+    confirm = client.get(f"/my-data/delete/{tokens.make_token(tokens.DELETE, reader.pk)}/").content.decode()
+    assert 'type="checkbox" name="confirm_delete"' in confirm and 'class="destructive confirm"' in confirm
