@@ -1,12 +1,16 @@
 """The archive of sent emails: exactly what was sent, stored before it is handed to the email backend.
 
 Keys are laid out by issue date and the delivery's opaque token, never the address:
-``emails/2026/11/20/<token>.html`` and ``.eml`` (the raw MIME message).
+``emails/2026/11/20/<token>.eml`` is the raw MIME message exactly as sent; ``<token>.html`` is its HTML with the
+inline charts pointed at ``charts/<content-id>.png`` beside it, written once per issue (a chart is the same in
+every email of the day, and nobody's in particular), so the copy opens from the folder as the reader saw it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -24,10 +28,37 @@ def archive_prefix(day: dt.date, token: str) -> str:
     return f"emails/{day:%Y/%m/%d}/{token}"
 
 
-def archive_write(*, day: dt.date, token: str, html: str, mime: bytes, storage: Storage | None = None) -> str:
-    """Store the HTML and the raw message; returns the key of the HTML copy."""
+CID_SRC = re.compile(r'src="cid:([^"]+)"')
+CHART_SRC = re.compile(r'src="charts/([^"/]+)\.png"')
+
+
+def archive_write(
+    *,
+    day: dt.date,
+    token: str,
+    html: str,
+    mime: bytes,
+    images: dict[str, bytes] | None = None,
+    charts_written: set[tuple[str, str]] | None = None,
+    storage: Storage | None = None,
+) -> str:
+    """Store the HTML and the raw message (and the issue's charts the HTML shows); returns the HTML copy's key.
+
+    ``charts_written``: the caller's memo of (key, digest) already stored, so a batch of thousands of emails
+    writes each chart once.
+    """
+    charts_written = set() if charts_written is None else charts_written
     storage = storage or archive_storage()
     prefix = archive_prefix(day, token)
+    if images:
+        folder = prefix.rsplit("/", 1)[0]
+        for cid, png in images.items():
+            key = f"{folder}/charts/{cid}.png"
+            memo = (key, hashlib.blake2b(png, digest_size=16).hexdigest())
+            if memo not in charts_written:
+                _save(storage, key, png)
+                charts_written.add(memo)
+        html = CID_SRC.sub(lambda m: f'src="charts/{m.group(1)}.png"' if m.group(1) in images else m.group(0), html)
     html_key = _save(storage, f"{prefix}.html", html.encode("utf-8"))
     _save(storage, f"{prefix}.eml", mime)
     return html_key

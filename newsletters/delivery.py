@@ -240,6 +240,7 @@ class _Flow:
         self.done: list[Delivery] = []  # finished, outcome not yet written
         self.in_flight: collections.deque[list[tuple[Delivery, Future[Outcome]]]] = collections.deque()
         self.abandoned = False  # messages still with the backend after the stop's grace period
+        self.charts_written: set[tuple[str, str]] = set()  # the issue's charts, archived once per send
 
     def halted(self) -> bool:
         return bool(self.stop) or bool(self.sender.stopped)
@@ -294,7 +295,12 @@ class _Flow:
             )
             # Archived before it is handed over: what the archive holds is exactly what was sent.
             delivery.archive_key = archive_write(
-                day=self.issue.date, token=token, html=composed.html, mime=message.message().as_bytes()
+                day=self.issue.date,
+                token=token,
+                html=composed.html,
+                mime=message.message().as_bytes(),
+                images=composed.images,
+                charts_written=self.charts_written,
             )
             delivery.email = subscriber.email
             delivery.symbols = wanted

@@ -18,12 +18,11 @@ from django.views.decorators.cache import never_cache
 from subscriptions.links import absolute
 from subscriptions.models import Subscriber
 
-from .archive import archive_read_html, archive_read_inline_image, archive_read_text
+from .archive import CHART_SRC, CID_SRC, archive_read_html, archive_read_inline_image, archive_read_text
 from .links import read_view_token, view_token
 from .models import Delivery
 from .preview import preview_email
 
-CID_SRC = re.compile(r'src="cid:([^"]+)"')
 BODY_OPEN = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
 
@@ -76,7 +75,8 @@ def _with_banner(html: str, banner: str) -> str:
 def served_html(html: str, view_token_: str) -> str:
     """An archived email's HTML with its inline (cid:) charts pointed at the URLs that serve them."""
     base = reverse("newsletters:view", args=[view_token_])
-    return CID_SRC.sub(lambda m: f'src="{base}images/{quote(m.group(1), safe="@")}"', html)
+    html = CHART_SRC.sub(lambda m: f'src="{base}images/{quote(m.group(1), safe="@")}"', html)
+    return CID_SRC.sub(lambda m: f'src="{base}images/{quote(m.group(1), safe="@")}"', html)  # copies archived before
 
 
 def _archived_delivery(token: str) -> Delivery:

@@ -22,3 +22,34 @@ def test_a_storage_that_renames_instead_of_overwriting_is_refused(tmp_path, trad
     with pytest.raises(ImproperlyConfigured, match="overwrit"):
         archive_write(day=trading_day, token="t-2", html="<p>second</p>", mime=b"second", storage=storage)
     assert len(list((tmp_path / "emails").rglob("*"))) == 2 + 3  # the two files and their three folders
+
+
+@pytest.mark.django_db
+def test_an_archived_copy_opens_from_its_folder_with_its_charts(trading_day, archive_dir, outbox):
+    import email
+    import re
+    from email import policy
+
+    from django.core.management import call_command
+
+    from newsletters.models import Delivery
+    from subscriptions.models import Subscriber
+    from subscriptions.services import subscriber_create
+
+    for address in ("ann@example.com", "bob@example.com"):
+        subscriber_create(email=address, symbols=["AAPL", "MSFT"], status=Subscriber.Status.ACTIVE)
+    call_command("run_daily", "--date", trading_day.isoformat())
+    for delivery in Delivery.objects.all():
+        html_path = archive_dir / delivery.archive_key
+        html = html_path.read_text()
+        charts = re.findall(r'src="([^"]+)"', html)
+        assert charts and "cid:" not in html
+        sent = email.message_from_bytes(html_path.with_suffix(".eml").read_bytes(), policy=policy.default)
+        inline = {
+            p["Content-ID"].strip("<>"): p.get_content() for p in sent.walk() if p.get_content_maintype() == "image"
+        }
+        for src in charts:
+            on_disk = (html_path.parent / src).read_bytes()  # what a browser opening the file loads
+            assert on_disk == inline[src.removeprefix("charts/").removesuffix(".png")], "the chart that was sent"
+    # One file per chart for the whole issue, not one per email.
+    assert len(list((archive_dir / "emails/2026/11/20/charts").iterdir())) == 2

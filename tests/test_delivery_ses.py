@@ -156,7 +156,8 @@ def test_archive_on_s3_is_private_encrypted_and_served_by_view_in_browser(settin
         call_command("run_daily", "--date", trading_day.isoformat())
         delivery = Delivery.objects.get()
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="walter-archive-test")["Contents"])
-        assert keys == sorted([delivery.archive_key, delivery.archive_key.replace(".html", ".eml")])
+        chart = "emails/2026/11/20/charts/chart-aapl@walter.png"
+        assert keys == sorted([delivery.archive_key, delivery.archive_key.replace(".html", ".eml"), chart])
         assert "ann" not in delivery.archive_key
         head = s3.head_object(Bucket="walter-archive-test", Key=delivery.archive_key)
         assert head["ServerSideEncryption"] == "AES256"

@@ -48,12 +48,12 @@ def test_preview_of_a_sent_issue_is_the_archived_copy_with_working_charts(staff_
     call_command("run_daily", "--date", trading_day.isoformat())
     delivery = ada.deliveries.get()
     archived = (archive_dir / delivery.archive_key).read_text()
-    assert 'src="cid:' in archived  # as sent: the charts travel inside the message
+    assert 'src="charts/' in archived and 'src="cid:' not in archived  # the charts beside the copy, on disk
 
     html = staff_client.get(preview_url(ada.pk, trading_day.isoformat())).content.decode()
     assert 'src="cid:' not in html
     charts = re.findall(r'src="(/email/[^"]+/images/[^"]+)"', html)
-    assert charts and len(charts) == archived.count('src="cid:')
+    assert charts and len(charts) == archived.count('src="charts/')
     for chart in charts:
         image = staff_client.get(unquote(chart))
         assert image.status_code == 200 and image["Content-Type"] == "image/png"
