@@ -83,17 +83,27 @@ def load_history(symbols: Iterable[str], end: dt.date, sessions: int = HISTORY_S
 
 
 def ticker_snapshots(
-    symbols: Iterable[str], day: dt.date, *, demo: bool = False, unavailable: dict[str, str] | None = None
+    symbols: Iterable[str],
+    day: dt.date,
+    *,
+    demo: bool = False,
+    unavailable: dict[str, str] | None = None,
+    history: History | None = None,
+    latest: indicators.LatestIndicators | None = None,
 ) -> dict[str, TickerSnapshot]:
     """Every ticker's numbers for session ``day``, indicators computed for all of them at once.
 
-    ``unavailable``: tickers whose data for ``day`` failed (symbol → why); their snapshots say so.
+    ``unavailable``: tickers whose data for ``day`` failed (symbol → why); their snapshots say so. ``history`` and
+    ``latest``: what the day's market-data update read and computed for exactly these tickers, when it ran.
     """
     unavailable = unavailable or {}
-    history = load_history(symbols, day)
+    symbols = sorted(set(symbols))
+    if history is None or latest is None or history.symbols != symbols:
+        history = load_history(symbols, day)
+        # The note shows the latest session and the chart's SMA50, never a whole series: no need to compute one.
+        latest = indicators.compute_latest(history.closes, history.highs, history.lows, series_sessions=CHART_SESSIONS)
+    result = latest
     names = dict(Ticker.objects.filter(symbol__in=history.symbols).values_list("symbol", "name"))
-    # The note shows the latest session and the chart's SMA50, never a whole series: no need to compute one.
-    result = indicators.compute_latest(history.closes, history.highs, history.lows, series_sessions=CHART_SESSIONS)
     last = -1
     ranks = indicators.rank_by_drawdown(result.drawdown180)
     ranked = int(np.count_nonzero(~np.isnan(ranks)))

@@ -17,9 +17,9 @@ from . import calendar, indicators
 from .models import DailyBar, ListedTicker, Ticker
 from .providers import Bar, MarketDataProvider, ProviderError, get_provider
 from .quality import missing_share_reason, outlier_caution, outlier_sigmas, rejection_reason
-from .selectors import load_history
+from .selectors import History, load_history
 from .shared_tables import SharedTables, get_shared_tables
-from .snapshots import clean
+from .snapshots import CHART_SESSIONS, clean
 
 logger = logging.getLogger("walter.markets")
 
@@ -46,6 +46,10 @@ class MarketUpdate:
     requests: int = 0
     shared_items_written: int = 0
     publish_error: str = ""  # the shared tables refused the publish; it is retried by the next update
+    # The followed tickers' stored history up to ``day``, read once after the update, and its latest indicators:
+    # the outlier check, the shared-table publish and the email's numbers all read these.
+    history: History | None = None
+    latest: indicators.LatestIndicators | None = None
 
     @property
     def unavailable(self) -> dict[str, str]:
@@ -256,7 +260,14 @@ def market_data_update(
             if symbol not in filled:
                 update.failed.setdefault(symbol, "no history in the market answers")
 
-    _check_latest_moves(provider, day, ticker_ids, last_dates, window, update)
+    history = load_history(symbols, day)
+    _check_latest_moves(provider, day, ticker_ids, last_dates, window, update, history)
+    if update.refetched:  # a split rewrote those histories: read them again
+        history = load_history(symbols, day)
+    update.history = history
+    update.latest = indicators.compute_latest(
+        history.closes, history.highs, history.lows, series_sessions=CHART_SESSIONS
+    )
 
     stored_today = set(
         DailyBar.objects.filter(ticker_id__in=ticker_ids.values(), date=day).values_list("ticker__symbol", flat=True)
@@ -302,7 +313,13 @@ def shared_data_publish_pending(
     since = {s: published[s][1] for s in pending if s not in full_series}
     try:
         update.shared_items_written = shared_data_publish(
-            symbols=pending, day=day, full_series=full_series, shared_tables=shared_tables, since=since
+            symbols=pending,
+            day=day,
+            full_series=full_series,
+            shared_tables=shared_tables,
+            since=since,
+            history=update.history,
+            latest=update.latest,
         )
     except Exception as exc:  # any failure of a side output: recorded, retried next time, never stops email
         update.publish_error = f"{len(pending)} tickers not published to the shared table: {type(exc).__name__}: {exc}"
@@ -322,18 +339,19 @@ def _check_latest_moves(
     last_dates: dict[str, dt.date],
     window: list[dt.date],
     update: MarketUpdate,
+    history: History,
 ) -> None:
     """An outlier move on ``day``: refetch the history when it is a split, else flag it for staff and the email."""
-    symbols = [s for s in ticker_ids if s not in update.backfilled and s not in update.failed]
-    if not symbols:
+    checked = [s for s in ticker_ids if s not in update.backfilled and s not in update.failed]
+    if not checked:
         return
     lookback = settings.OUTLIER_LOOKBACK
-    history = load_history(symbols, day, sessions=lookback + 2)
-    today = np.array([d == day for d in history.dates[:, -1]])
-    sigmas = outlier_sigmas(history.closes, lookback=lookback)
-    unusual = np.flatnonzero(today & (sigmas > settings.OUTLIER_SIGMA))
+    rows = [history.symbols.index(s) for s in sorted(checked)]
+    today = np.array([history.dates[i, -1] == day for i in rows])
+    sigmas = outlier_sigmas(history.closes[rows, -(lookback + 2) :], lookback=lookback)
+    unusual = [(rows[k], sigmas[k]) for k in np.flatnonzero(today & (sigmas > settings.OUTLIER_SIGMA))]
     splits_of = getattr(provider, "splits", None)
-    for i in unusual:
+    for i, sigma in unusual:
         symbol = history.symbols[i]
         previous = history.dates[i, -2] or window[0]
         split_dates: list[dt.date] = []
@@ -357,8 +375,9 @@ def _check_latest_moves(
         if adjusted is None:
             logger.warning("could not verify the move of %s: %s", symbol, attempt.failed.get(symbol))
         change = (history.closes[i, -1] / history.closes[i, -2] - 1.0) * 100.0
-        caution = outlier_caution(float(change), float(sigmas[i]))
+        caution = outlier_caution(float(change), float(sigma))
         DailyBar.objects.filter(ticker_id=ticker_ids[symbol], date=day).update(flagged=caution)
+        history.flags[i] = caution
         update.flagged[symbol] = caution
         logger.warning("%s on %s flagged: %s", symbol, day, caution)
 
@@ -383,21 +402,28 @@ def shared_data_publish(
     full_series: set[str],
     shared_tables: SharedTables,
     since: dict[str, dt.date] | None = None,
+    history: History | None = None,
+    latest: indicators.LatestIndicators | None = None,
 ) -> int:
     """Write bars with their indicators to `ticker-data`.
 
     The whole stored series for ``full_series``; for the others the sessions after ``since[symbol]`` (the ones
-    just filled in), else only ``day``.
+    just filled in), else only ``day``. ``history`` (and its ``latest`` indicators), when the caller has read it
+    already, must cover ``symbols`` up to ``day``; rows of other tickers in it are left alone.
     """
     if not symbols:
         return 0
     since = since or {}
-    history = load_history(symbols, day)
+    wanted = set(symbols)
+    if history is None or not wanted <= set(history.symbols):
+        history, latest = load_history(symbols, day), None
     as_of = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     last = history.closes.shape[1] - 1
     columns_of: dict[int, Iterable[int]] = {}
     for i, symbol in enumerate(history.symbols):
-        if symbol in full_series:
+        if symbol not in wanted:
+            columns_of[i] = []
+        elif symbol in full_series:
             columns_of[i] = range(history.closes.shape[1])
         elif symbol in since:
             # The sessions just filled in sit at the end: walk back from the latest.
@@ -411,7 +437,7 @@ def shared_data_publish(
     if all(j == last for columns in columns_of.values() for j in columns):
         # A normal day publishes one session per ticker: the latest values are all it needs, at a fraction of the
         # cost of whole series. Seen as one-column matrices, they are read like compute's.
-        latest = indicators.compute_latest(history.closes, history.highs, history.lows)
+        latest = latest or indicators.compute_latest(history.closes, history.highs, history.lows)
         values = {name: getattr(latest, name)[:, None] for name in names}
         first_column = last
     else:

@@ -120,7 +120,16 @@ def daily_run(
         else:
             unavailable = _unavailable_recorded(day)
 
-        snapshots = ticker_snapshots(symbols, day, demo=provider.is_demo, unavailable=unavailable)
+        # What the data stage read and computed, when it ran: the history is read once a run.
+        read = update if "data" in stages else None
+        snapshots = ticker_snapshots(
+            symbols,
+            day,
+            demo=provider.is_demo,
+            unavailable=unavailable,
+            history=read.history if read else None,
+            latest=read.latest if read else None,
+        )
         if "delivery" in stages and "data" not in stages:
             # No data stage in this run: the stored bars say whether the session's data is there to send.
             missing = missing_share_reason(

@@ -325,3 +325,33 @@ def test_a_rerun_that_fetches_nothing_new_updates_no_ticker(trading_day):
     again = market_data_update(day=trading_day, symbols=["AAPL", "MSFT"], provider=DemoProvider())
     assert sorted(first.updated + first.backfilled) == ["AAPL", "MSFT"]
     assert again.updated == [] and again.backfilled == [] and again.stale == [] and again.failed == {}
+
+
+def test_a_daily_run_reads_the_history_once_and_computes_the_latest_indicators_once(trading_day, monkeypatch):
+    import markets.indicators
+    import markets.selectors
+    import markets.services
+    from newsletters.pipeline import daily_run
+    from subscriptions.models import Subscriber
+    from subscriptions.services import subscriber_create
+
+    subscriber_create(email="ada@example.com", symbols=["AAPL", "MSFT"], status=Subscriber.Status.ACTIVE)
+    daily_run(day=calendar.previous_trading_day(trading_day))  # histories in place: the next day is a normal one
+    calls = {"load_history": 0, "compute_latest": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    history = counted("load_history", markets.selectors.load_history)
+    monkeypatch.setattr(markets.selectors, "load_history", history)
+    monkeypatch.setattr(markets.services, "load_history", history)
+    monkeypatch.setattr(
+        markets.indicators, "compute_latest", counted("compute_latest", markets.indicators.compute_latest)
+    )
+    run = daily_run(day=trading_day)
+    assert run.status == "succeeded" and run.emails_sent == 1 and run.tickers_updated == 2
+    assert calls == {"load_history": 1, "compute_latest": 1}
