@@ -22,6 +22,15 @@ from .analysis import analyses_ensure, stored_analyses
 from .analysts import get_analyst
 from .compose import issue_content_build
 from .delivery import deliveries_plan, deliveries_release_ambiguous, deliveries_send, issue_ensure
+from .dispatch import (
+    QUEUED,
+    batches_enqueue,
+    broker_configured,
+    deliveries_errors,
+    deliveries_wait,
+    run_record_delivery,
+    sendable_ids,
+)
 from .models import DailyRun, Delivery
 from .observability import run_started
 
@@ -46,9 +55,14 @@ def daily_run(
     dry_run: bool = False,
     limit: int | None = None,
     resend_ambiguous: bool = False,
+    no_wait: bool = False,
     progress: Progress | None = None,
 ) -> DailyRun:
-    """Run the stages for session ``day``; every stage skips what is done and retries what failed."""
+    """Run the stages for session ``day``; every stage skips what is done and retries what failed.
+
+    With a broker, delivery is queued in batches for the workers; ``no_wait`` returns once they are queued, and the
+    worker that finishes the last batch records the run.
+    """
     progress = progress or Progress()
     provider = get_provider()
     analyst = get_analyst()
@@ -57,6 +71,7 @@ def daily_run(
     run_started(run)
     errors: dict[str, dict[str, str] | str] = {}
     failed_stage = False
+    queued: list[int] = []
 
     symbols = followed_symbols()
     try:
@@ -102,6 +117,20 @@ def daily_run(
                 if resend_ambiguous:
                     deliveries_release_ambiguous(issue=issue)
                 deliveries_plan(issue=issue)
+            if not dry_run and broker_configured():
+                # The workers rebuild the content from the database; only ids go through the broker.
+                queued = sendable_ids(issue=issue, limit=limit)
+                if not no_wait:
+                    batches_enqueue(issue=issue, ids=queued, run=run)
+                    progress.start("Sending", len(queued))
+                    since = timezone.now() - dt.timedelta(seconds=1)
+                    tally = deliveries_wait(issue=issue, ids=queued, since=since, on_progress=progress.advance)
+                    if tally.failed:
+                        errors["delivery"] = deliveries_errors(issue=issue, ids=queued, since=since)
+                    left = run_record_delivery(run=run, tally=tally)
+                    if left:
+                        errors["run"], failed_stage = left, True
+            elif not dry_run:
                 sendable = Delivery.objects.filter(issue=issue, status__in=["pending", "failed"]).count()
                 progress.start("Sending", min(sendable, limit) if limit is not None else sendable)
                 delivery = deliveries_send(issue=issue, content=content, limit=limit, on_progress=progress.advance)
@@ -129,6 +158,12 @@ def daily_run(
         failed_stage = True
 
     run.errors = errors
+    if no_wait and queued and not failed_stage:
+        # Recorded before the batches are queued, so the worker that finishes the last one finds the run.
+        run.summary = f"{day.isoformat()} {QUEUED}: {len(queued)} emails"
+        run.save()
+        batches_enqueue(issue=issue, ids=queued, run=run)
+        return run
     run.finished_at = timezone.now()
     if failed_stage:
         run.status = DailyRun.Status.FAILED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from markets import calendar
@@ -34,11 +35,21 @@ class Command(BaseCommand):
             action="store_true",
             help="Also send the emails an earlier, interrupted run may or may not have sent (some may arrive twice).",
         )
+        parser.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="With a broker (CELERY_BROKER_URL): return once the batches are queued; the worker that finishes "
+            "the last one records the run.",
+        )
 
     def handle(self, *args, **options) -> None:
         day = parse_date(options["date"]) if options["date"] else calendar.latest_completed_session()
         if options["limit"] is not None and options["limit"] < 0:
             raise CommandError("--limit must be zero or more")
+        if options["no_wait"] and not settings.CELERY_BROKER_URL:
+            raise CommandError("--no-wait needs a broker (CELERY_BROKER_URL); without one the run sends in-process")
+        if options["no_wait"] and options["limit"] is not None:
+            raise CommandError("--no-wait and --limit do not go together: a limited run waits for what it queued")
         reason = calendar.closed_reason(day)
         if reason:
             skipped = DailyRun.objects.create(
@@ -57,7 +68,8 @@ class Command(BaseCommand):
                     # Before the run could record itself (configuration, database): alert all the same.
                     run_crashed(day=day, stages=stages, error=exc)
                     raise CommandError(f"run for {day.isoformat()} failed: {type(exc).__name__}: {exc}") from exc
-                run_finished(run)
+                if run.status != DailyRun.Status.RUNNING:  # else queued with --no-wait: the last worker finishes it
+                    run_finished(run)
         except LockHeld:
             raise CommandError("another run_daily is already running; not starting a second one") from None
         self.stdout.write(run.summary)
@@ -70,6 +82,8 @@ class Command(BaseCommand):
                 f"arrived; not sent again: {listed}{f' and {more} more' if more > 0 else ''}. "
                 "Run with --resend-ambiguous to send them."
             )
+        if run.status == DailyRun.Status.RUNNING:
+            return  # --no-wait: the summary says what was queued; the workers finish the run
         if "delivery" in stages and not run.dry_run and run.emails_sent == 0 and run.status != DailyRun.Status.FAILED:
             self.stdout.write(f"Nothing new to send for {day.isoformat()}: every subscriber already has this issue.")
         if run.status == DailyRun.Status.FAILED:
@@ -82,6 +96,7 @@ class Command(BaseCommand):
             "dry_run": options["dry_run"],
             "limit": options["limit"],
             "resend_ambiguous": options["resend_ambiguous"],
+            "no_wait": options["no_wait"],
         }
         if not sys.stdout.isatty() or options.get("verbosity", 1) < 1:
             return daily_run(**run_options)
