@@ -141,3 +141,19 @@ def test_send_newsletter_goes_through_the_job_path(ann, outbox, trading_day, cap
         call_command("send_newsletter", "--email", "ann@example.com", "--date", trading_day.isoformat())
     call_command("send_newsletter", "--email", "ann@example.com", "--date", trading_day.isoformat(), "--again")
     assert sent_to(outbox) == ["ann@example.com", "ann@example.com"]
+
+
+def test_staff_send_now_in_the_admin_goes_through_the_job_path(client, ann, trading_day, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("boss", "boss@walter.example", "pw-tests-only"))
+    add = reverse("admin:newsletters_sendjob_add")
+    response = client.post(add, {"subscriber": ann.pk, "day": trading_day.isoformat()}, follow=True)
+    assert response.status_code == 200
+    job = SendJob.objects.get()
+    assert job.source == "admin" and job.status == SendJob.Status.SENT
+    assert sent_to(None) == ["ann@example.com"]
+
+    ann.status = Subscriber.Status.PAUSED
+    ann.save()
+    response = client.post(add, {"subscriber": ann.pk, "day": trading_day.isoformat(), "again": "on"}, follow=True)
+    assert "is paused: nothing sent" in response.content.decode()
+    assert SendJob.objects.count() == 1 and sent_to(None) == ["ann@example.com"]
