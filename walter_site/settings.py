@@ -239,7 +239,8 @@ RUN_DAILY_LOCK_TIMEOUT = env.int("RUN_DAILY_LOCK_TIMEOUT", default=6 * 3600)
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=300)
 # --- Celery: delivery batches and on-demand sends on any number of workers (`celery -A walter_site worker`).
 # Empty broker: everything runs in the process that asks for it, as on one machine. redis://host:6379/1 locally;
-# sqs:// in production with the queue URL below (kombu's SQS transport; credentials from the task role).
+# sqs:// in production with the queue URL below (kombu's SQS transport; credentials from the task role), or
+# sqs://127.0.0.1:PORT for a local SQS (moto_server) over plain HTTP.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="walter")
 # Seconds a received message stays hidden from other workers; longer than the longest task (see the time limit).
@@ -268,7 +269,6 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     )
 CELERY_SQS_QUEUE_URL = env.str("CELERY_SQS_QUEUE_URL", default="")
 CELERY_SQS_DEAD_LETTER_QUEUE_URL = env.str("CELERY_SQS_DEAD_LETTER_QUEUE_URL", default="")
-SQS_ENDPOINT_URL = env.str("SQS_ENDPOINT_URL", default="")
 if CELERY_BROKER_URL.startswith("sqs://"):
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         {
@@ -278,9 +278,6 @@ if CELERY_BROKER_URL.startswith("sqs://"):
             "wait_time_seconds": env.int("SQS_WAIT_TIME_SECONDS", default=10),
         }
     )
-    if SQS_ENDPOINT_URL:
-        CELERY_BROKER_TRANSPORT_OPTIONS["endpoint_url"] = SQS_ENDPOINT_URL
-        CELERY_BROKER_TRANSPORT_OPTIONS["is_secure"] = SQS_ENDPOINT_URL.startswith("https://")
 # run_daily with a broker waits for its batches; with no delivery progress for this long it stops waiting and
 # says how many are left (the workers still finish them).
 DELIVERY_WAIT_STALL_SECONDS = env.int("DELIVERY_WAIT_STALL_SECONDS", default=CELERY_VISIBILITY_TIMEOUT)
