@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -63,6 +64,21 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     unfinished: int = 0
+    stopped: str = ""  # why the workers stopped sending (the account refused), when they did
+
+
+# When the email account stops taking messages, the worker that saw it says so here (the shared cache): the
+# other workers hand nothing more over for the issue, and the waiting run stops waiting. A new run clears it.
+def _stop_key(issue_id: int) -> str:
+    return f"walter:delivery-stopped:{issue_id}"
+
+
+def sending_stopped(*, issue: Issue) -> str:
+    return cache.get(_stop_key(issue.pk)) or ""
+
+
+def sending_stop_clear(*, issue: Issue) -> None:
+    cache.delete(_stop_key(issue.pk))
 
 
 def deliveries_tally(*, ids: list[int] | None, issue: Issue, since: dt.datetime) -> Tally:
@@ -104,12 +120,13 @@ def deliveries_wait(
     moved_at = time.monotonic()
     while True:
         tally = deliveries_tally(ids=ids, issue=issue, since=since)
+        tally.stopped = sending_stopped(issue=issue)
         done = len(ids) - tally.unfinished
         if done != done_before:
             if on_progress:
                 on_progress(done - done_before)
             done_before, moved_at = done, time.monotonic()
-        if tally.unfinished == 0 or time.monotonic() - moved_at > stall_seconds:
+        if tally.unfinished == 0 or tally.stopped or time.monotonic() - moved_at > stall_seconds:
             return tally
         time.sleep(poll)
 
@@ -117,6 +134,8 @@ def deliveries_wait(
 def run_record_delivery(*, run: DailyRun, tally: Tally) -> str:
     """Put the workers' outcomes on the run; returns why the run failed (deliveries left behind), or ""."""
     run.emails_sent, run.emails_failed, run.emails_skipped = tally.sent, tally.failed, tally.skipped
+    if tally.stopped:
+        return f"sending stopped: {tally.stopped}; {tally.unfinished} emails left pending for a later run"
     if tally.unfinished:
         return f"{tally.unfinished} emails not finished by the workers yet; they stay queued or pending"
     return ""
@@ -140,14 +159,20 @@ def run_complete_if_done(*, run_id: int) -> bool:
         if issue is None:
             return False
         tally = deliveries_tally(ids=None, issue=issue, since=run.started_at)
-        if tally.unfinished:
+        tally.stopped = sending_stopped(issue=issue)
+        if tally.unfinished and not tally.stopped:
             return False
-        run_record_delivery(run=run, tally=tally)
+        left = run_record_delivery(run=run, tally=tally)
+        if left:
+            run.errors["run"] = left
         if tally.failed:
             run.errors["delivery"] = deliveries_errors(issue=issue, ids=None, since=run.started_at)
         run.durations["delivery"] = round((timezone.now() - run.started_at).total_seconds(), 3)
         run.finished_at = timezone.now()
-        run.status = DailyRun.Status.PARTIAL if run.errors else DailyRun.Status.SUCCEEDED
+        if left:
+            run.status = DailyRun.Status.FAILED
+        else:
+            run.status = DailyRun.Status.PARTIAL if run.errors else DailyRun.Status.SUCCEEDED
         run.summary = run_summary(run)
         run.save()
     with run_scope():
@@ -195,6 +220,9 @@ def batch_deliver(*, issue_id: int, delivery_ids: list[int]) -> DeliveryStage:
     live holder would have been stopped by then), so at most what was in flight can arrive twice.
     """
     issue = Issue.objects.get(pk=issue_id)
+    stopped = sending_stopped(issue=issue)
+    if stopped:
+        return DeliveryStage(stopped=stopped)  # acknowledged: its deliveries stay pending for a later run
     try:
         with exclusive(f"delivery-batch-{issue_id}-{min(delivery_ids)}-{max(delivery_ids)}-{len(delivery_ids)}"):
             left = _release_abandoned(delivery_ids)
@@ -204,6 +232,8 @@ def batch_deliver(*, issue_id: int, delivery_ids: list[int]) -> DeliveryStage:
             symbols = sorted({s for group in followed.values() for s in group})
             content = issue_content_cached(issue=issue, symbols=symbols)
             stage = deliveries_send(issue=issue, content=content, only=delivery_ids)
+            if stage.stopped:
+                cache.set(_stop_key(issue_id), stage.stopped, timeout=24 * 3600)
     except LockHeld:
         raise BatchBusy("another worker holds this batch", settings.CELERY_TASK_TIME_LIMIT) from None
     if left:

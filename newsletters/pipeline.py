@@ -30,6 +30,7 @@ from .dispatch import (
     deliveries_wait,
     run_record_delivery,
     sendable_ids,
+    sending_stop_clear,
 )
 from .models import DailyRun, Delivery
 from .observability import run_started
@@ -119,6 +120,7 @@ def daily_run(
                 deliveries_plan(issue=issue)
             if not dry_run and broker_configured():
                 # The workers rebuild the content from the database; only ids go through the broker.
+                sending_stop_clear(issue=issue)  # a new run tries again what an account stop left pending
                 queued = sendable_ids(issue=issue, limit=limit)
                 if not no_wait:
                     batches_enqueue(issue=issue, ids=queued, run=run)

@@ -69,6 +69,8 @@ class Cluster:
             **os.environ,
             "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
             "CELERY_BROKER_URL": REDIS_URL,
+            # SES pacing and the "account stopped" word are shared by every process through the cache.
+            "CACHE_URL": REDIS_URL,
             "CELERY_QUEUE": f"walter-test-{uuid.uuid4().hex[:8]}",
             "CELERY_VISIBILITY_TIMEOUT": str(visibility),
             "DELIVERY_WAIT_STALL_SECONDS": "60",
@@ -268,3 +270,32 @@ def test_no_wait_returns_once_queued_and_the_last_worker_records_the_run(cluster
     assert record.emails_sent == 300 and record.finished_at is not None
     assert "emails 300 sent" in record.summary
     assert len(cluster.handed()) == 300
+
+
+def test_an_account_stop_seen_by_one_worker_stops_them_all_and_the_run_says_so(cluster_factory):
+    from newsletters.models import Delivery
+
+    emails = populate(400)
+    cluster = cluster_factory(batch=20, delay=0.005, visibility=120)
+    cluster.env["EMAIL_ACCOUNT_STOPS_AFTER"] = "50"
+    cluster.worker()
+    cluster.worker()
+    run = cluster.manage("run_daily", "--date", TRADING_DAY.isoformat())
+    out, _ = run.communicate(timeout=120)
+    assert run.returncode == 1, out
+    assert "sending stopped: SendingPausedException" in out and "left pending for a later run" in out
+    handed = cluster.handed()
+    assert 50 <= len(handed) < 50 + 2 * 20, "nothing more was handed over than the batches in flight"
+    assert Delivery.objects.filter(status=Delivery.Status.PENDING).count() == len(emails) - len(handed)
+
+    # Once the account sends again, the next run sends the rest, and nobody twice.
+    cluster.env["EMAIL_ACCOUNT_STOPS_AFTER"] = "0"
+    cluster.stop()
+    cluster.workers.clear()
+    cluster.worker()
+    cluster.worker()
+    again = cluster.manage("run_daily", "--date", TRADING_DAY.isoformat())
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, out + cluster.worker_logs()
+    counts = collections.Counter(address for address, _, _ in cluster.handed())
+    assert set(counts) == set(emails) and max(counts.values()) == 1
