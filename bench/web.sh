@@ -76,20 +76,18 @@ LUA
 # One endpoint: "name req/s p50 p99", from wrk's --latency report (converted to milliseconds).
 measure() {
   local name="$1" url="$2"; shift 2
-  local out
-  out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")"
-  echo "$out" >>"$WORK/wrk.log"
-  "$PY" - "$name" <<PYEOF
+  wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$WORK/wrk.out"
+  cat "$WORK/wrk.out" >>"$WORK/wrk.log"
+  "$PY" - "$name" "$WORK/wrk.out" <<'PYEOF'
 import re, sys
-out = """$out"""
-def ms(value):
-    number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
+out = open(sys.argv[2]).read()
+def ms(label):
+    number, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
-p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-print(f"{sys.argv[1]:<22} {rps:>9.0f} req/s   p50 {p50:>7.1f} ms   p99 {p99:>7.1f} ms" + (f"   NON-2xx/3xx: {errors.group(1)}" if errors else ""))
+line = f"{sys.argv[1]:<22} {rps:>9.0f} req/s   p50 {ms(50):>7.1f} ms   p99 {ms(99):>7.1f} ms"
+print(line + (f"   NON-2xx/3xx: {errors.group(1)}" if errors else ""))
 PYEOF
 }
 

@@ -194,12 +194,16 @@ def issue_content_cached(*, issue: Issue, symbols: list[str]) -> IssueContent:
         content = _content.get(key)
         if content is not None and all(s in content.snapshots for s in symbols):
             return content
+        started = time.monotonic()
         wanted = sorted(set(followed_symbols()) | set(symbols))
         snapshots = ticker_snapshots(wanted, issue.date, demo=get_provider().is_demo)
         analyses = stored_analyses(day=issue.date, symbols=wanted)
         content = issue_content_build(day=issue.date, snapshots=snapshots, analyses=analyses)
         _content.clear()  # one issue at a time: yesterday's cards are of no further use
         _content[key] = content
+        logger.info(
+            "issue content of %s built in %.1f s (%s tickers)", issue.date, time.monotonic() - started, len(wanted)
+        )
         return content
 
 

@@ -110,7 +110,9 @@ def daily_run(
         # 3. Delivery: plan in bulk, then render → archive → send → mark sent, batch by batch.
         if "delivery" in stages:
             started = time.monotonic()
-            content = issue_content_build(day=day, snapshots=snapshots, analyses=analyses)
+            on_workers = broker_configured() and not dry_run
+            # Workers rebuild the content themselves; a dry run builds it to show that it can be.
+            content = None if on_workers else issue_content_build(day=day, snapshots=snapshots, analyses=analyses)
             if dry_run:
                 run.emails_skipped = subscribers_receiving().count()
             else:
@@ -118,8 +120,8 @@ def daily_run(
                 if resend_ambiguous:
                     deliveries_release_ambiguous(issue=issue)
                 deliveries_plan(issue=issue)
-            if not dry_run and broker_configured():
-                # The workers rebuild the content from the database; only ids go through the broker.
+            if on_workers:
+                # Only ids go through the broker.
                 sending_stop_clear(issue=issue)  # a new run tries again what an account stop left pending
                 queued = sendable_ids(issue=issue, limit=limit)
                 if not no_wait:
