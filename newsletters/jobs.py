@@ -120,7 +120,11 @@ def _send(job: SendJob) -> tuple[str, str]:
     Delivery.objects.filter(pk=delivery.pk, status__in=again).update(
         status=Delivery.Status.PENDING, retryable=True, attempts=0, error=""
     )
-    content = issue_content_for(day=job.day, symbols=symbols, refresh=True)
+    # The web never spends the daily job's provider budget: a subscriber's click uses the stored market data; staff
+    # (the command, the admin) may fetch the session's data first.
+    content = issue_content_for(day=job.day, symbols=symbols, refresh=job.source != "page")
+    if not any(s.has_data and not s.stale for s in content.snapshots.values()):
+        return SendJob.Status.FAILED, f"the issue of {job.day.isoformat()} is not ready yet: try again later"
     stage = deliveries_send(issue=issue, content=content, only=[delivery.id])
     delivery.refresh_from_db()
     deadline = time.monotonic() + OTHER_HOLDER_WAIT

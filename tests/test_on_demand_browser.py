@@ -5,6 +5,7 @@ test-artifacts/browser/send-now-*.png."""
 from __future__ import annotations
 
 import pytest
+from django.core.management import call_command
 
 from newsletters.jobs import send_job_run
 from newsletters.models import SendJob
@@ -37,6 +38,7 @@ def test_the_button_shows_the_job_progress_until_sent(
 ):
     monkeypatch.setattr("markets.calendar.latest_completed_session", lambda *a, **k: trading_day)
     ann = subscriber_create(email="ann@example.com", symbols=["AAPL", "MSFT"], status=Subscriber.Status.ACTIVE)
+    call_command("run_daily", "--date", trading_day.isoformat(), "--stage", "data")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()
     page.goto(local(links.preferences_url(ann.pk), live_server))

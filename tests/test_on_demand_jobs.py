@@ -24,8 +24,11 @@ def latest_session(monkeypatch, trading_day):
 
 
 @pytest.fixture
-def ann():
-    return subscriber_create(email="ann@example.com", symbols=["AAPL", "MSFT"], status=Subscriber.Status.ACTIVE)
+def ann(trading_day):
+    ann = subscriber_create(email="ann@example.com", symbols=["AAPL", "MSFT"], status=Subscriber.Status.ACTIVE)
+    # The day's market data, as the daily run fetches it: a subscriber's click never fetches any.
+    call_command("run_daily", "--date", trading_day.isoformat(), "--stage", "data")
+    return ann
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +116,7 @@ def test_at_most_three_a_day_per_subscriber(client, ann, outbox, settings):
     assert response.status_code == 429 and "at most 3 sends a day" in response.content.decode()
     assert len(sent_to(outbox)) == 3
     # Another subscriber is not limited by Ann's requests.
-    bob = subscriber_create(email="bob@example.com", symbols=["KO"], status=Subscriber.Status.ACTIVE)
+    bob = subscriber_create(email="bob@example.com", symbols=["AAPL"], status=Subscriber.Status.ACTIVE)
     assert send_job_create(subscriber=bob).status == SendJob.Status.SENT
 
 
@@ -157,3 +160,14 @@ def test_staff_send_now_in_the_admin_goes_through_the_job_path(client, ann, trad
     response = client.post(add, {"subscriber": ann.pk, "day": trading_day.isoformat(), "again": "on"}, follow=True)
     assert "is paused: nothing sent" in response.content.decode()
     assert SendJob.objects.count() == 1 and sent_to(None) == ["ann@example.com"]
+
+
+def test_a_click_before_the_days_data_is_fetched_fails_with_a_reason_and_fetches_nothing(client, trading_day):
+    bob = subscriber_create(email="bob@example.com", symbols=["KO"], status=Subscriber.Status.ACTIVE)
+    client.post(send_now_url(bob))
+    job = SendJob.objects.get()
+    assert job.status == SendJob.Status.FAILED and "not ready yet" in job.reason
+    assert sent_to(None) == []
+    from markets.models import DailyBar
+
+    assert not DailyBar.objects.exists(), "the web spent no provider request"
