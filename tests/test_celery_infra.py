@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import time
 
 import boto3
 import pytest
@@ -164,3 +165,46 @@ def test_workers_on_sqs_send_every_subscriber_the_issue_once(cluster_factory, qu
     counts = collections.Counter(address for address, _, _ in cluster.handed())
     assert set(counts) == set(emails) and max(counts.values()) == 1
     assert "emails 200 sent" in out
+
+
+@pytest.mark.slow
+def test_a_batch_that_keeps_failing_lands_in_the_dead_letter_queue_after_five_receives(
+    cluster_factory,  # noqa: F811
+    queues,
+    settings,
+):
+    sqs, main, dlq = queues
+    # A short lease, so that SQS hands the failing batch out again within the test.
+    sqs.set_queue_attributes(QueueUrl=main, Attributes={"VisibilityTimeout": "1"})
+    cluster = cluster_factory(batch=25, delay=0, visibility=120)
+    cluster.env.update(
+        {
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "CELERY_QUEUE": "walter-test-delivery",
+            "CELERY_SQS_QUEUE_URL": main,
+            "CELERY_SQS_DEAD_LETTER_QUEUE_URL": dlq,
+            "SQS_WAIT_TIME_SECONDS": "1",
+        }
+    )
+    # A batch of an issue that does not exist fails every time it is received.
+    queue_batch = cluster.manage(
+        "shell", "-c", "from newsletters.tasks import deliver_batch; deliver_batch.delay(999999, [1, 2, 3], None)"
+    )
+    assert queue_batch.wait(timeout=60) == 0, queue_batch.stdout.read()
+    cluster.worker()
+
+    def waiting(url: str) -> int:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    deadline = time.monotonic() + 90
+    while waiting(dlq) == 0:
+        assert time.monotonic() < deadline, "the batch never reached the dead-letter queue" + cluster.worker_logs()
+        time.sleep(0.5)
+    failures = (cluster.logs / "worker0.log").read_text().count("Issue.DoesNotExist")
+    assert failures >= 5, "received (and failed) five times first"
+    cluster.stop()
+    assert waiting(main) == 0
+
+    call_command("requeue_dead_letters")
+    assert waiting(dlq) == 0 and waiting(main) == 1, "back on the delivery queue after the fix"
