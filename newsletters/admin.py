@@ -7,9 +7,10 @@ from django.utils.html import format_html, format_html_join
 
 from walter_site.admin_records import RecordAdmin, seconds_table
 
+from .jobs import send_job_create
 from .links import view_token
-from .models import Analysis, AnalystCall, DailyRun, Delivery, Issue
-from .services import deliveries_resend, preview_send
+from .models import Analysis, AnalystCall, DailyRun, Delivery, Issue, SendJob
+from .services import NothingToSend, deliveries_resend, preview_send
 
 # Staff actions send synchronously from the request: keep each one small.
 RESEND_LIMIT = 200
@@ -299,3 +300,29 @@ class DailyRunAdmin(RecordAdmin):
 
         view = self.admin_site.admin_view(partial(dashboard_view, model_admin=self))
         return [path("dashboard/", view, name="newsletters_dailyrun_dashboard"), *super().get_urls()]
+
+
+@admin.register(SendJob)
+class SendJobAdmin(admin.ModelAdmin):
+    """Staff's "send now": adding a job here goes through the same job path as the subscriber's button."""
+
+    list_display = ["token", "subscriber", "day", "source", "again", "status", "reason", "created_at", "finished_at"]
+    list_filter = ["status", "source", "day"]
+    fields = ["subscriber", "day", "again"]
+    autocomplete_fields = ["subscriber"]
+    search_fields = ["token"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in SendJob._meta.fields] if obj else []
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change) -> None:
+        try:
+            job = send_job_create(subscriber=obj.subscriber, day=obj.day, again=obj.again, source="admin")
+        except NothingToSend as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        obj.pk, obj.token, obj.status = job.pk, job.token, job.status
+        self.message_user(request, f"Send job {job.token}: {job.get_status_display().lower()}.", messages.SUCCESS)

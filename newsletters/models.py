@@ -175,3 +175,34 @@ class DailyRun(models.Model):
 
     def __str__(self) -> str:
         return f"Run {self.date} {self.status}"
+
+
+class SendJob(models.Model):
+    """One "send me the latest issue now" request, from the page, the admin or send_newsletter: the page polls it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RENDERING = "rendering", "Rendering"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    UNFINISHED = (Status.QUEUED, Status.RENDERING)
+
+    #: The job's address in the status page and its JSON endpoint: unguessable, and no personal data.
+    token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="send_jobs")
+    day = models.DateField(help_text="The session whose issue is sent.")
+    again = models.BooleanField(default=False, help_text="Asked for a second copy of an issue already received.")
+    source = models.CharField(max_length=16, default="page", help_text="page, admin or command.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    reason = models.TextField(blank=True, help_text="Why it failed, or how it was sent.")
+    delivery = models.ForeignKey(Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Send job {self.token} {self.status}"

@@ -32,6 +32,16 @@ from .delivery import (
     deliveries_unfinished,
     issue_ensure,
 )
+from .dispatch import (
+    QUEUED,
+    batches_enqueue,
+    broker_configured,
+    deliveries_errors,
+    deliveries_wait,
+    run_record_delivery,
+    sendable_ids,
+    sending_stop_clear,
+)
 from .models import Analysis, DailyRun, Delivery
 from .observability import run_found_killed, run_started
 from .stopping import Stopped, stop
@@ -65,9 +75,14 @@ def daily_run(
     dry_run: bool = False,
     limit: int | None = None,
     resend_ambiguous: bool = False,
+    no_wait: bool = False,
     progress: Progress | None = None,
 ) -> DailyRun:
-    """Run the stages for session ``day``; every stage skips what is done and retries what failed."""
+    """Run the stages for session ``day``; every stage skips what is done and retries what failed.
+
+    With a broker, delivery is queued in batches for the workers; ``no_wait`` returns once they are queued, and the
+    worker that finishes the last batch records the run.
+    """
     progress = progress or Progress()
     provider = get_provider()
     analyst = get_analyst()
@@ -78,6 +93,7 @@ def daily_run(
     errors: dict[str, dict[str, str] | str] = {}
     failed_stage = False
     interrupted = ""
+    queued: list[int] = []
 
     symbols = followed_symbols()
     closed = ""
@@ -166,7 +182,9 @@ def daily_run(
         # 3. Delivery: plan in bulk, then render → archive → send → mark sent, batch by batch.
         if "delivery" in stages:
             started = time.monotonic()
-            content = issue_content_build(day=day, snapshots=snapshots, analyses=analyses)
+            on_workers = broker_configured() and not dry_run
+            # Workers rebuild the content themselves; a dry run builds it to show that it can be.
+            content = None if on_workers else issue_content_build(day=day, snapshots=snapshots, analyses=analyses)
             if dry_run:
                 run.emails_would_send = subscribers_receiving().count()
             else:
@@ -176,6 +194,21 @@ def daily_run(
                 if resend_ambiguous:
                     deliveries_release_ambiguous(issue=issue)
                 deliveries_plan(issue=issue)
+            if on_workers:
+                # Only ids go through the broker.
+                sending_stop_clear(issue=issue)  # a new run tries again what an account stop left pending
+                queued = sendable_ids(issue=issue, limit=limit)
+                if not no_wait:
+                    batches_enqueue(issue=issue, ids=queued, run=run)
+                    progress.start("Sending", len(queued))
+                    since = timezone.now() - dt.timedelta(seconds=1)
+                    tally = deliveries_wait(issue=issue, ids=queued, since=since, on_progress=progress.advance)
+                    if tally.failed:
+                        errors["delivery"] = deliveries_errors(issue=issue, ids=queued, since=since)
+                    left = run_record_delivery(run=run, tally=tally)
+                    if left:
+                        errors["run"], failed_stage = left, True
+            elif not dry_run:
                 sendable = Delivery.objects.filter(issue=issue, status__in=["pending", "failed"]).count()
                 progress.start("Sending", min(sendable, limit) if limit is not None else sendable)
                 # A signal from here on stops handing out messages and lets those in flight finish and be recorded.
@@ -226,6 +259,13 @@ def daily_run(
         errors["run"] = f"{type(exc).__name__}: {exc}"
         failed_stage = True
 
+    if no_wait and queued and not failed_stage and not interrupted:
+        # Recorded before the batches are queued, so the worker that finishes the last one finds the run.
+        run.errors = errors
+        run.summary = f"{day.isoformat()} {QUEUED}: {len(queued)} emails"
+        run.save()
+        batches_enqueue(issue=issue, ids=queued, run=run)
+        return run
     with stop.graceful():  # the record of the run is written whatever signal comes now
         return _run_record(run, errors, failed=failed_stage, interrupted=bool(interrupted), closed=closed)
 

@@ -1,11 +1,10 @@
-"""Sending on demand: one subscriber's issue now, staff resends, and test copies that are never recorded."""
+"""Sending on demand: staff resends and test copies that are never recorded (one subscriber's issue now: jobs.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from django.core.mail import get_connection
-from django.db import transaction
 
 from markets.providers import get_provider
 from markets.selectors import ticker_snapshots
@@ -16,7 +15,7 @@ from subscriptions.selectors import symbols_by_subscriber
 
 from .analysis import analyses_ensure
 from .compose import IssueContent, issue_content_build
-from .delivery import DeliveryStage, deliveries_requeue, deliveries_send, issue_ensure
+from .delivery import DeliveryStage, deliveries_requeue, deliveries_send
 from .messages import message_build
 from .models import Delivery, Issue
 from .preview import preview_email
@@ -34,31 +33,6 @@ def issue_content_for(*, day: dt.date, symbols: list[str], refresh: bool = False
     snapshots = ticker_snapshots(symbols, day, demo=provider.is_demo)
     analyses, _ = analyses_ensure(day=day, snapshots=snapshots)
     return issue_content_build(day=day, snapshots=snapshots, analyses=analyses)
-
-
-def delivery_send_now(*, subscriber: Subscriber, day: dt.date) -> Delivery:
-    """Send ``subscriber`` the issue of ``day`` now, recorded like any delivery (so the daily run will not repeat it)."""
-    if subscriber.status != Subscriber.Status.ACTIVE:
-        raise NothingToSend(f"{subscriber.email} is {subscriber.get_status_display().lower()}: nothing sent")
-    symbols = sorted(subscriber.tickers.values_list("symbol", flat=True))
-    if not symbols:
-        raise NothingToSend(f"{subscriber.email} follows no tickers: nothing sent")
-    with transaction.atomic():
-        issue = issue_ensure(day=day, demo=get_provider().is_demo)
-        delivery, _ = Delivery.objects.get_or_create(issue=issue, subscriber=subscriber)
-    if delivery.status == Delivery.Status.SENT:
-        raise NothingToSend(
-            f"{subscriber.email} already received the issue of {day.isoformat()} ({delivery.sent_at:%Y-%m-%d %H:%M} UTC)"
-        )
-    if delivery.status == Delivery.Status.SENDING:
-        raise NothingToSend(
-            f"{subscriber.email}'s issue of {day.isoformat()} is being sent, or was in flight when a run stopped"
-        )
-    deliveries_requeue(deliveries=[delivery])
-    content = issue_content_for(day=day, symbols=symbols, refresh=True)
-    deliveries_send(issue=issue, content=content, only=[delivery.id])
-    delivery.refresh_from_db()
-    return delivery
 
 
 def deliveries_resend(*, deliveries: list[Delivery]) -> dict[str, DeliveryStage]:

@@ -1,27 +1,33 @@
-"""Staff preview of any subscriber's email, and "view in browser" of a sent one (without its personal links)."""
+"""Staff preview of any subscriber's email, "view in browser" of a sent one (without its personal links), and
+"send me the latest issue now"."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from html import unescape
 from urllib.parse import quote, urlsplit
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST, require_safe
 
+from subscriptions import tokens
 from subscriptions.links import absolute
 from subscriptions.models import Subscriber
 
 from .archive import CHART_SRC, CID_SRC, archive_read_html, archive_read_inline_image, archive_read_text
+from .jobs import AlreadyReceived, TooManyRequests, send_job_create
 from .links import read_view_token, view_token
-from .models import Delivery
+from .models import Delivery, SendJob
 from .preview import preview_email
+from .services import NothingToSend
 
 BODY_OPEN = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
@@ -154,3 +160,67 @@ def view_image(request: HttpRequest, token: str, cid: str) -> HttpResponse:
     response["Cache-Control"] = "private, max-age=86400"
     response["X-Robots-Tag"] = "noindex"
     return response
+
+
+# -- "send me the latest issue now" ---------------------------------------------------------------------------
+
+
+@never_cache
+@require_POST
+def send_now(request: HttpRequest, token: str) -> HttpResponse:
+    """Queue the latest issue for the subscriber whose preferences token this is, then show the job's progress."""
+    try:
+        subscriber = Subscriber.objects.filter(pk=tokens.read_token(tokens.PREFERENCES, token)).first()
+    except tokens.BadToken:
+        subscriber = None
+    if subscriber is None:
+        return render(request, "subscriptions/invalid_link.html", status=404)
+    context = {
+        "subscriber": subscriber,
+        "preferences_url": reverse("subscriptions:preferences", args=[token]),
+    }
+    try:
+        job = send_job_create(subscriber=subscriber, again=request.POST.get("again") == "1", source="page")
+    except AlreadyReceived as exc:
+        return render(request, "newsletters/send_now.html", {**context, "message": str(exc), "already": True})
+    except TooManyRequests as exc:
+        return render(request, "newsletters/send_now.html", {**context, "message": str(exc)}, status=429)
+    except NothingToSend as exc:
+        return render(request, "newsletters/send_now.html", {**context, "message": str(exc)}, status=400)
+    return redirect("newsletters:send-job", job.token)
+
+
+def job_message(job: SendJob) -> str:
+    if job.status == SendJob.Status.SENT:
+        return f"The issue of {job.day:%b} {job.day.day} is in your inbox" + (
+            f" ({job.reason})." if job.reason else "."
+        )
+    if job.status == SendJob.Status.FAILED:
+        return f"Not sent: {job.reason}"
+    return f"Preparing the issue of {job.day:%b} {job.day.day} …"
+
+
+@never_cache
+@require_safe
+def send_job(request: HttpRequest, job_token: uuid.UUID) -> HttpResponse:
+    job = get_object_or_404(SendJob, token=job_token)
+    return render(request, "newsletters/send_now.html", {"job": job, "message": job_message(job)})
+
+
+@never_cache
+@require_safe
+def send_job_status(request: HttpRequest, job_token: uuid.UUID) -> JsonResponse:
+    """What the page polls: the job's state, never the address."""
+    job = get_object_or_404(SendJob, token=job_token)
+    return JsonResponse(
+        {
+            "status": job.status,
+            "label": job.get_status_display(),
+            "message": job_message(job),
+            "reason": job.reason,
+            "day": job.day.isoformat(),
+            "created_at": job.created_at.isoformat(),
+            "started_at": job.started_at.isoformat() if job.started_at else None,
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        }
+    )

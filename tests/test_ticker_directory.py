@@ -276,7 +276,7 @@ def test_a_polygon_request_whose_slot_is_too_far_fails_at_once_and_sends_nothing
     provider = PolygonProvider(api_key="k", base_url=server.url, requests_per_minute=5, retries=0, max_wait=2)
     started = time.monotonic()
     with pytest.raises(ProviderError, match="more than the 2s allowed"):
-        provider.ticker_details("MSFT")
+        provider.grouped_daily(dt.date(2026, 11, 20))
     assert time.monotonic() - started < 1.0  # generous: without the bound it sleeps 12 s or more
     assert server.count() == 0
 

@@ -248,6 +248,53 @@ DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=300)
 # After a SIGTERM, seconds to wait for the messages already with the email backend before exiting (ECS sends
 # SIGKILL 30 s after SIGTERM); what is still out then stays "sending", listed as ambiguous.
 DELIVERY_STOP_GRACE = env.float("DELIVERY_STOP_GRACE", default=10.0)
+# --- Celery: delivery batches and on-demand sends on any number of workers (`celery -A walter_site worker`).
+# Empty broker: everything runs in the process that asks for it, as on one machine. redis://host:6379/1 locally;
+# sqs:// in production with the queue URL below (kombu's SQS transport; credentials from the task role), or
+# sqs://127.0.0.1:PORT for a local SQS (moto_server) over plain HTTP.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="walter")
+# Seconds a received message stays hidden from other workers; longer than the longest task (see the time limit).
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+# A task still running this long is stopped, well before its message is handed to another worker.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=max(1, CELERY_VISIBILITY_TIMEOUT * 3 // 4))
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+# Acknowledged after the task, never before: a worker that dies leaves its message to another one.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A failing task is not acknowledged: SQS receives it again and moves it to the dead-letter queue after 5 receives.
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis hands a dead worker's message out again once it is older than the visibility timeout, on a sweep that
+    # every worker makes; a cheap ZRANGE, so sweep every few seconds rather than kombu's ~100 s.
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        {"unacked_restore_interval": min(10, max(1, CELERY_VISIBILITY_TIMEOUT // 6)), "unacked_restore_throttle": 1}
+    )
+CELERY_SQS_QUEUE_URL = env.str("CELERY_SQS_QUEUE_URL", default="")
+CELERY_SQS_DEAD_LETTER_QUEUE_URL = env.str("CELERY_SQS_DEAD_LETTER_QUEUE_URL", default="")
+if CELERY_BROKER_URL.startswith("sqs://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        {
+            "region": AWS_REGION,
+            # Queues are made by infra/walter.yml with their dead-letter redrive; workers never create one.
+            "predefined_queues": {CELERY_TASK_DEFAULT_QUEUE: {"url": CELERY_SQS_QUEUE_URL}},
+            "wait_time_seconds": env.int("SQS_WAIT_TIME_SECONDS", default=10),
+        }
+    )
+# run_daily with a broker waits for its batches; with no delivery progress for this long it stops waiting and
+# says how many are left (the workers still finish them).
+DELIVERY_WAIT_STALL_SECONDS = env.int("DELIVERY_WAIT_STALL_SECONDS", default=CELERY_VISIBILITY_TIMEOUT)
+# "Send me the latest issue now": requests per subscriber per day.
+SEND_NOW_LIMIT_PER_DAY = env.int("SEND_NOW_LIMIT_PER_DAY", default=3)
+
 # Days of history a newly followed ticker gets, enough for SMA50, the 180-day drawdown and the 52-week range.
 MARKET_BACKFILL_DAYS = env.int("MARKET_BACKFILL_DAYS", default=400)
 # More than this share of followed tickers without data for the session and nobody gets an issue: the run fails

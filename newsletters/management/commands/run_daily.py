@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from markets import calendar
@@ -43,11 +44,21 @@ class Command(BaseCommand):
             action="store_true",
             help="Also send the emails an earlier, interrupted run may or may not have sent (some may arrive twice).",
         )
+        parser.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="With a broker (CELERY_BROKER_URL): return once the batches are queued; the worker that finishes "
+            "the last one records the run.",
+        )
 
     def handle(self, *args, **options) -> None:
         day = parse_date(options["date"]) if options["date"] else calendar.latest_completed_session()
         if options["limit"] is not None and options["limit"] < 0:
             raise CommandError("--limit must be zero or more")
+        if options["no_wait"] and not settings.CELERY_BROKER_URL:
+            raise CommandError("--no-wait needs a broker (CELERY_BROKER_URL); without one the run sends in-process")
+        if options["no_wait"] and options["limit"] is not None:
+            raise CommandError("--no-wait and --limit do not go together: a limited run waits for what it queued")
         reason = calendar.closed_reason(day)
         if reason:
             skipped = DailyRun.objects.create(
@@ -72,8 +83,9 @@ class Command(BaseCommand):
                     raise CommandError(
                         f"run for {day.isoformat()} failed: {type(exc).__name__}: {redact(str(exc))}"
                     ) from exc
-                with stop.graceful():
-                    run_finished(run)
+                if run.status != DailyRun.Status.RUNNING:  # else queued with --no-wait: the last worker finishes it
+                    with stop.graceful():
+                        run_finished(run)
         except LockHeld:
             raise CommandError("another run_daily is already running; not starting a second one") from None
         finally:
@@ -102,6 +114,8 @@ class Command(BaseCommand):
                 f"{ambiguous['count']} were in flight and were not sent again (--resend-ambiguous): they may "
                 f"already have arrived. Delivery tokens: {listed}{f' and {more} more' if more > 0 else ''}."
             )
+        if run.status == DailyRun.Status.RUNNING:
+            return  # --no-wait: the summary says what was queued; the workers finish the run
         if run.emails_sent or run.status in (
             DailyRun.Status.FAILED,
             DailyRun.Status.INTERRUPTED,
@@ -123,6 +137,7 @@ class Command(BaseCommand):
             "dry_run": options["dry_run"],
             "limit": options["limit"],
             "resend_ambiguous": options["resend_ambiguous"],
+            "no_wait": options["no_wait"],
         }
         if not sys.stdout.isatty() or options.get("verbosity", 1) < 1:
             return daily_run(**run_options)
