@@ -26,7 +26,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from newsletters.links import view_token
-from newsletters.models import Delivery
+from newsletters.models import Delivery, SendJob
 from subscriptions import sns, tokens
 from subscriptions.models import Subscriber
 from tests.test_sns_webhook import CERT_PEM, TOPIC
@@ -80,6 +80,9 @@ GENUINE_ARGUMENTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "subscriptions:data_export": lambda w: {"token": tokens.make_token(tokens.EXPORT, w["reader"].pk)},
     "subscriptions:data_delete": lambda w: {"token": tokens.make_token(tokens.DELETE, w["reader"].pk)},
     "favicon": lambda w: {},
+    "newsletters:send-now": lambda w: {"token": tokens.make_token(tokens.PREFERENCES, w["reader"].pk)},
+    "newsletters:send-job": lambda w: {"job_token": w["job"]},
+    "newsletters:send-job-status": lambda w: {"job_token": w["job"]},
 }
 
 # Text a request can carry (no lone surrogates: they have no UTF-8 encoding).
@@ -215,17 +218,19 @@ def world(request, settings, monkeypatch, trading_day) -> dict[str, Any]:
     monkeypatch.setattr(sns, "http_get", no_network)
     if request.node.callspec.params.get("name") not in NEEDS_AN_ISSUE:
         reader = Subscriber.objects.create(email="reader@example.com", status=Subscriber.Status.ACTIVE)
-        return {"reader": reader, "view_token": "x", "cid": "x", "day": trading_day.isoformat()}
+        job = SendJob.objects.create(subscriber=reader, day=trading_day)
+        return {"reader": reader, "view_token": "x", "cid": "x", "day": trading_day.isoformat(), "job": job.token}
     call_command("seed_demo", "--quiet")
     call_command("run_daily", "--date", trading_day.isoformat())
     delivery = Delivery.objects.filter(status=Delivery.Status.SENT).select_related("subscriber").first()
     archived = (settings.VAR_DIR / "archive" / delivery.archive_key).read_text()
-    cid = re.search(r'src="cid:([^"]+)"', archived)
+    cid = re.search(r'src="(?:cid:|charts/)([^"]+?)(?:\.png)?"', archived)
     return {
         "reader": delivery.subscriber,
         "view_token": view_token(str(delivery.token)),
         "cid": quote(cid.group(1), safe="@") if cid else "chart",
         "day": trading_day.isoformat(),
+        "job": SendJob.objects.create(subscriber=delivery.subscriber, day=trading_day).token,
     }
 
 
