@@ -32,6 +32,7 @@ from .delivery import (
     deliveries_unfinished,
     issue_ensure,
 )
+from .demo import demo_subscribers_refuse
 from .dispatch import (
     QUEUED,
     batches_enqueue,
@@ -193,6 +194,7 @@ def daily_run(
                 deliveries_release_claimed(issue=issue)
                 if resend_ambiguous:
                     deliveries_release_ambiguous(issue=issue)
+                demo_subscribers_refuse()  # the demo's example addresses never reach a real email service
                 deliveries_plan(issue=issue)
             if on_workers:
                 # Only ids go through the broker.

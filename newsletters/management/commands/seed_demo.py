@@ -5,19 +5,9 @@ from django.db import transaction
 
 from markets.providers.demo import DEMO_UNIVERSE
 from markets.services import ticker_ensure
+from newsletters.demo import DEMO_SUBSCRIBERS
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_create
-
-DEMO_SUBSCRIBERS = [
-    ("ada@example.com", Subscriber.Status.ACTIVE, ["NVDA", "MSFT", "AAPL"]),
-    ("grace@example.com", Subscriber.Status.ACTIVE, ["AMZN", "GOOGL", "META", "NFLX"]),
-    ("linus@example.com", Subscriber.Status.ACTIVE, ["TSLA", "AMD", "INTC"]),
-    ("margaret@example.com", Subscriber.Status.ACTIVE, ["JPM", "V", "BRK.B", "XOM", "KO"]),
-    ("ken@example.com", Subscriber.Status.ACTIVE, ["SPY", "QQQ"]),
-    ("barbara@example.com", Subscriber.Status.PENDING, ["IBM", "ORCL"]),
-    ("dennis@example.com", Subscriber.Status.PAUSED, ["CSCO"]),
-    ("edsger@example.com", Subscriber.Status.UNSUBSCRIBED, ["DIS"]),
-]
 
 
 class Command(BaseCommand):
