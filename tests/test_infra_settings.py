@@ -196,3 +196,24 @@ def test_dotenv_sets_the_var_folder_and_importing_settings_creates_nothing(tmp_p
     ).stdout.split()
     assert out == [str(var), "eu-west-1"]
     assert not var.exists() and not (tmp_path / "staticfiles").exists()
+
+
+def test_every_setting_read_from_the_environment_is_in_env_example_with_a_comment():
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    sources = "".join(
+        (root / "walter_site" / name).read_text() for name in ("settings.py", "gunicorn_conf.py", "scheduler.py")
+    )
+    read = set(re.findall(r'env\.\w+\("([A-Z][A-Z0-9_]+)"', sources))
+    read |= set(re.findall(r'os\.environ\.get\("([A-Z][A-Z0-9_]+)"', sources))
+    example = (root / ".env.example").read_text()
+    documented = {m.group(1): m.group(2) for m in re.finditer(r"^# ([A-Z][A-Z0-9_]+)=(.*)$", example, re.M)}
+    assert len(read) > 100
+    assert sorted(read - set(documented)) == [], "add these to .env.example, each with a one-line comment"
+    uncommented = [name for name, rest in documented.items() if "#" not in rest]
+    assert uncommented == [], "give each setting in .env.example a one-line comment"
+    groups = re.findall(r"^# --- (.+)$", example, re.M)
+    readme = (root / "README.md").read_text()
+    for group in groups:
+        assert f"### {group.split(' (')[0]}" in readme, f"the README's Configuration has no group {group!r}"
