@@ -26,6 +26,7 @@ from markets.snapshots import TickerSnapshot
 from .analysts import AnalysisResult, Analyst, get_analyst
 from .analysts.rule_based import RuleBasedAnalyst
 from .models import Analysis, AnalystCall
+from .selectors import stored_analyses
 
 logger = logging.getLogger("walter.analysis")
 
@@ -99,14 +100,6 @@ def analyze_all(
         for i, snap in enumerate(snapshots):
             done(i, _analyze_or_fall_back(analyst, snap, deadline))
     return [results[i] for i in range(len(snapshots))]
-
-
-def stored_analyses(*, day: dt.date, symbols: list[str], analyst: Analyst | None = None) -> dict[str, Analysis]:
-    analyst = analyst or get_analyst()
-    rows = Analysis.objects.filter(
-        date=day, ticker__symbol__in=symbols, model=analyst.model, prompt_version=analyst.prompt_version
-    ).select_related("ticker")
-    return {a.ticker.symbol: a for a in rows}
 
 
 def analyses_ensure(

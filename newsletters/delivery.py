@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -38,15 +38,11 @@ from .compose import IssueContent, PersonalLinks, email_compose
 from .links import view_url
 from .messages import message_build, message_id_for
 from .models import Delivery, Issue
+from .selectors import SENDABLE, deliveries_ambiguous
 from .sending import FAILED, NOT_SENT, REJECTED, SENT, Outcome, Sender
 from .stopping import StopFlag
 
 logger = logging.getLogger("walter.delivery")
-
-MAX_ATTEMPTS = 3
-SENDABLE = Q(status=Delivery.Status.PENDING) | Q(
-    status=Delivery.Status.FAILED, retryable=True, attempts__lt=MAX_ATTEMPTS
-)
 
 
 @dataclass
@@ -104,21 +100,6 @@ def _insert_ignoring_conflicts(deliveries: list[Delivery]) -> None:
     rows = [[f.get_db_prep_save(f.pre_save(d, add=True), db_connection) for f in fields] for d in deliveries]
     with transaction.atomic(), db_connection.cursor() as cursor:
         cursor.executemany(sql, rows)
-
-
-def deliveries_ambiguous(*, issue: Issue) -> list[Delivery]:
-    return list(Delivery.objects.filter(issue=issue, status=Delivery.Status.SENDING).order_by("id"))
-
-
-def deliveries_unfinished(*, issue: Issue) -> dict[str, int]:
-    """How many deliveries of ``issue`` have not reached an end, by status (failed: only those a rerun retries)."""
-    rows = (
-        Delivery.objects.filter(issue=issue)
-        .filter(Q(status__in=[Delivery.Status.PENDING, Delivery.Status.CLAIMED, Delivery.Status.SENDING]) | SENDABLE)
-        .values_list("status")
-        .annotate(n=Count("id"))
-    )
-    return dict(rows)
 
 
 def deliveries_release_ambiguous(*, issue: Issue) -> int:

@@ -21,15 +21,13 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from markets.providers import get_provider
-from markets.selectors import ticker_snapshots
 from subscriptions.selectors import followed_symbols, symbols_by_subscriber
 
-from .analysis import stored_analyses
-from .compose import IssueContent, issue_content_build
-from .delivery import SENDABLE, DeliveryStage, deliveries_send
+from .compose import IssueContent
+from .delivery import DeliveryStage, deliveries_send
 from .locks import LockHeld, exclusive
 from .models import DailyRun, Delivery, Issue
+from .selectors import SENDABLE, issue_content_stored
 from .stopping import StopFlag
 
 logger = logging.getLogger("walter.dispatch")
@@ -197,9 +195,7 @@ def issue_content_cached(*, issue: Issue, symbols: list[str]) -> IssueContent:
             return content
         started = time.monotonic()
         wanted = sorted(set(followed_symbols()) | set(symbols))
-        snapshots = ticker_snapshots(wanted, issue.date, demo=get_provider().is_demo)
-        analyses = stored_analyses(day=issue.date, symbols=wanted)
-        content = issue_content_build(day=issue.date, snapshots=snapshots, analyses=analyses)
+        content = issue_content_stored(day=issue.date, symbols=wanted)
         _content.clear()  # one issue at a time: yesterday's cards are of no further use
         _content[key] = content
         logger.info(

@@ -20,7 +20,7 @@ from markets.shared_tables import get_shared_tables
 from markets.snapshots import TickerSnapshot
 from subscriptions.selectors import followed_symbols, subscribers_receiving
 
-from .analysis import analyses_ensure, analysis_unsaved, stored_analyses
+from .analysis import analyses_ensure, analysis_unsaved
 from .analysts import Analyst, get_analyst
 from .analysts.rule_based import RuleBasedAnalyst
 from .compose import issue_content_build
@@ -29,7 +29,6 @@ from .delivery import (
     deliveries_release_ambiguous,
     deliveries_release_claimed,
     deliveries_send,
-    deliveries_unfinished,
     issue_ensure,
 )
 from .demo import demo_subscribers_refuse
@@ -45,6 +44,7 @@ from .dispatch import (
 )
 from .models import Analysis, DailyRun, Delivery
 from .observability import run_found_killed, run_started
+from .selectors import deliveries_unfinished, stored_analyses
 from .stopping import Stopped, stop
 
 logger = logging.getLogger("walter.run")

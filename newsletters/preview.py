@@ -8,9 +8,10 @@ from markets.selectors import ticker_snapshots
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 
-from .analysis import analysis_unsaved, stored_analyses
+from .analysis import analysis_unsaved
 from .analysts.rule_based import RuleBasedAnalyst
 from .compose import ComposedEmail, PersonalLinks, email_compose, issue_content_build
+from .selectors import stored_analyses
 
 
 def preview_email(*, subscriber: Subscriber, day: dt.date) -> ComposedEmail:

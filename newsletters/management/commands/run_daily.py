@@ -11,11 +11,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from markets import calendar
-from newsletters.delivery import deliveries_unfinished
 from newsletters.locks import LockHeld, exclusive
 from newsletters.models import DailyRun, Delivery, Issue
 from newsletters.observability import run_crashed, run_finished, run_scope
 from newsletters.pipeline import STAGES, Progress, daily_run
+from newsletters.selectors import deliveries_unfinished
 from newsletters.stopping import Stopped, stop, stop_on_signals
 from walter_site.redaction import redact
 
