@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from markets import calendar
 from markets.models import DailyBar, Ticker
 from markets.providers import ProviderError
 from markets.services import daily_bars_delete, market_data_update, ticker_history_refetch
-
-
-def parse_date(value: str, flag: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"{flag} {value!r} is not a valid date; use YYYY-MM-DD, for example 2026-11-20") from None
+from walter_site.commands import date_option
 
 
 class Command(BaseCommand):
@@ -43,8 +35,8 @@ class Command(BaseCommand):
 
     def _delete(self, options: dict) -> None:
         symbol = options["ticker"].strip().upper()
-        start = parse_date(options["start"], "--from")
-        end = parse_date(options["end"], "--to")
+        start = date_option(options["start"], "--from")
+        end = date_option(options["end"], "--to")
         if end < start:
             raise CommandError(f"--to {end} is before --from {start}")
         if not Ticker.objects.filter(symbol=symbol).exists():
@@ -61,7 +53,7 @@ class Command(BaseCommand):
 
     def _backfill(self, options: dict) -> None:
         symbol = options["ticker"].strip().upper()
-        day = parse_date(options["date"], "--date") if options["date"] else calendar.latest_completed_session()
+        day = date_option(options["date"], "--date") if options["date"] else calendar.latest_completed_session()
         try:
             update = ticker_history_refetch(symbol=symbol, day=day)
         except ProviderError as exc:
@@ -75,7 +67,7 @@ class Command(BaseCommand):
         )
 
     def _update(self, options: dict) -> None:
-        day = parse_date(options["date"], "--date") if options["date"] else calendar.latest_completed_session()
+        day = date_option(options["date"], "--date") if options["date"] else calendar.latest_completed_session()
         update = market_data_update(day=day, symbols=options["ticker"])
         parts = [
             f"{day} ({update.plan}): {len(update.updated)} updated, {len(update.backfilled)} backfilled",

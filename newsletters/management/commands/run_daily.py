@@ -17,14 +17,8 @@ from newsletters.observability import run_crashed, run_finished, run_scope
 from newsletters.pipeline import STAGES, Progress, daily_run
 from newsletters.selectors import deliveries_unfinished
 from newsletters.stopping import Stopped, stop, stop_on_signals
+from walter_site.commands import date_option
 from walter_site.redaction import redact
-
-
-def parse_date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"--date {value!r} is not a valid date; use YYYY-MM-DD, for example 2026-11-20") from None
 
 
 def _hung_threads() -> list[threading.Thread]:
@@ -52,7 +46,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        day = parse_date(options["date"]) if options["date"] else calendar.latest_completed_session()
+        day = date_option(options["date"]) if options["date"] else calendar.latest_completed_session()
         if options["limit"] is not None and options["limit"] < 0:
             raise CommandError("--limit must be zero or more")
         if options["no_wait"] and not settings.CELERY_BROKER_URL:

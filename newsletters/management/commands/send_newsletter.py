@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from markets import calendar
 from newsletters.jobs import send_job_create
-from newsletters.management.commands.run_daily import parse_date
 from newsletters.models import SendJob
 from newsletters.services import NothingToSend
 from subscriptions.models import Subscriber
+from walter_site.commands import date_option
 
 
 class Command(BaseCommand):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--again", action="store_true", help="Send it even if they already received it.")
 
     def handle(self, *args, **options) -> None:
-        day = parse_date(options["date"]) if options["date"] else calendar.latest_completed_session()
+        day = date_option(options["date"]) if options["date"] else calendar.latest_completed_session()
         reason = calendar.closed_reason(day)
         if reason:
             raise CommandError(f"no market session on {day.isoformat()}: {reason}")
