@@ -89,7 +89,12 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--tickers-each", default="3-8", help="how many tickers each subscriber follows: LOW-HIGH")
     parser.add_argument("--render-sample", type=int, default=2_000, help="emails rendered for the one-core figure")
-    parser.add_argument("--concurrency", type=int, default=4, help="sending connections")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        help="sending connections (32: an account sending about 150 a second); one statement a window of them",
+    )
     parser.add_argument("--database-url", default="", help="default: a new SQLite file in a temporary folder")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
