@@ -23,7 +23,11 @@ def number(value: float | None, digits: int = 1) -> str:
 
 @register.filter
 def signed_pct(value: float | None, digits: int = 1) -> str:
-    return DASH if value is None else f"{value:+.{int(digits)}f}%"
+    if value is None:
+        return DASH
+    text = f"{value:+.{int(digits)}f}%"
+    # A tiny move rounds to "-0.0%", which reads as a loss that did not happen.
+    return text[1:] if float(text[:-1]) == 0 else text
 
 
 @register.filter
