@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import archive_pages, views
 
 app_name = "newsletters"
 
@@ -11,4 +11,7 @@ urlpatterns = [
     path("send-now/job/<uuid:job_token>/", views.send_job, name="send-job"),
     path("send-now/job/<uuid:job_token>/status.json", views.send_job_status, name="send-job-status"),
     path("staff/preview/<int:subscriber_id>/<str:date>/", views.preview, name="preview"),
+    path("archive/", archive_pages.archive_index, name="archive"),
+    path("archive/feed.atom", archive_pages.ArchiveFeed(), name="archive-feed"),
+    path("archive/<str:date>/", archive_pages.archive_day, name="archive-day"),
 ]

@@ -69,6 +69,9 @@ GENUINE_ARGUMENTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "newsletters:view-image": lambda w: {"token": w["view_token"], "cid": w["cid"]},
     "newsletters:preview": lambda w: {"subscriber_id": w["reader"].pk, "date": w["day"]},
     "subscriptions:subscribe": lambda w: {},
+    "newsletters:archive": lambda w: {},
+    "newsletters:archive-feed": lambda w: {},
+    "newsletters:archive-day": lambda w: {"date": w["day"]},
     "subscriptions:check_inbox": lambda w: {},
     "subscriptions:confirm": lambda w: {
         "token": tokens.make_confirm_token(w["reader"].pk, unsubscribed_at=w["reader"].unsubscribed_at)
