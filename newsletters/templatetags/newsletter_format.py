@@ -33,3 +33,12 @@ def signed_pct(value: float | None, digits: int = 1) -> str:
 @register.filter
 def unsigned_pct(value: float | None, digits: int = 2) -> str:
     return DASH if value is None else f"{abs(value):.{int(digits)}f}%"
+
+
+@register.filter
+def direction(value: float | None, digits: int = 2) -> str:
+    """up, down or flat, as the reader sees the number at ``digits`` decimals: a move that rounds to zero is flat."""
+    if value is None:
+        return ""
+    shown = round(float(value), int(digits))
+    return "up" if shown > 0 else "down" if shown < 0 else "flat"
