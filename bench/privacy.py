@@ -15,10 +15,12 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from timing import best_of
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "walter_site.settings")
 
 import django
@@ -29,16 +31,6 @@ from newsletters.links import view_url  # noqa: E402
 from newsletters.views import public_copy  # noqa: E402
 from subscriptions.links import preferences_url, unsubscribe_url  # noqa: E402
 from walter_site.logging import LogContextFilter, RedactFilter  # noqa: E402
-
-
-def best_of(repeat: int, fn) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def records(n: int, *, address: bool) -> list[logging.LogRecord]:
