@@ -108,3 +108,31 @@ def moto_server(aws_env, tmp_path):
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+# -- the OpenAI-compatible model server, faked on loopback --------------------------------------------------------
+
+
+@pytest.fixture
+def openai_server():
+    from django.core.cache import cache
+
+    from tests.fakes.openai_server import FakeOpenAI
+
+    fake = FakeOpenAI().start()
+    cache.clear()
+    yield fake
+    fake.stop()
+    cache.clear()
+
+
+@pytest.fixture
+def llm_settings(settings, openai_server):
+    """The LLM analyst, pointed at the fake server, with a budget that never waits."""
+    settings.NEWSLETTER_ANALYST = "newsletters.analysts.llm.LLMAnalyst"
+    settings.LLM_BASE_URL = openai_server.url
+    settings.LLM_API_KEY = "test"
+    settings.LLM_MODEL = "fake-model"
+    settings.LLM_REQUESTS_PER_MINUTE = 600_000
+    settings.LLM_PARALLELISM = 4
+    return settings

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-from django.core.cache import cache
 
 from markets.snapshots import TickerSnapshot
 from newsletters.analysts import AnalystError
@@ -51,12 +50,8 @@ class FakeClock:
 
 
 @pytest.fixture
-def server():
-    fake = FakeOpenAI().start()
-    cache.clear()
-    yield fake
-    fake.stop()
-    cache.clear()
+def server(openai_server):
+    return openai_server
 
 
 def make_analyst(server: FakeOpenAI, **kwargs) -> LLMAnalyst:

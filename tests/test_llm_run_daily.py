@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 
 from markets.providers.demo import DemoProvider
@@ -16,31 +15,22 @@ from newsletters.analysts.replies import validate
 from newsletters.analysts.rule_based import RuleBasedAnalyst
 from newsletters.models import Analysis, AnalystCall, DailyRun
 from subscriptions.selectors import followed_symbols
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.openai_server import Reply
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def server():
-    fake = FakeOpenAI().start()
-    cache.clear()
-    yield fake
-    fake.stop()
-    cache.clear()
+def server(openai_server):
+    return openai_server
 
 
 @pytest.fixture
-def llm_settings(settings, server):
-    settings.NEWSLETTER_ANALYST = "newsletters.analysts.llm.LLMAnalyst"
-    settings.LLM_BASE_URL = server.url
-    settings.LLM_API_KEY = "test"
-    settings.LLM_MODEL = "fake-model"
-    settings.LLM_REQUESTS_PER_MINUTE = 600_000
-    settings.LLM_PARALLELISM = 4
-    settings.LLM_PRICE_INPUT_PER_MILLION = 2.5
-    settings.LLM_PRICE_OUTPUT_PER_MILLION = 10.0
-    return settings
+def llm_settings(llm_settings):
+    """With prices, so the run's cost estimate has something to count."""
+    llm_settings.LLM_PRICE_INPUT_PER_MILLION = 2.5
+    llm_settings.LLM_PRICE_OUTPUT_PER_MILLION = 10.0
+    return llm_settings
 
 
 def test_run_daily_with_the_llm_analyst_calls_once_per_ticker_and_never_again(

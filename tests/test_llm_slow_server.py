@@ -11,7 +11,6 @@ import json
 import time
 
 import pytest
-from django.core.cache import cache
 
 from markets.snapshots import TickerSnapshot
 from newsletters.analysis import analyze_all
@@ -51,12 +50,8 @@ def snapshot(i: int) -> TickerSnapshot:
 
 
 @pytest.fixture
-def server():
-    fake = FakeOpenAI().start()
-    cache.clear()
-    yield fake
-    fake.stop()
-    cache.clear()
+def server(openai_server):
+    return openai_server
 
 
 def make_analyst(server: FakeOpenAI, **kwargs) -> LLMAnalyst:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 
 from markets.shared_tables import get_shared_tables
@@ -21,18 +20,14 @@ from markets.shared_tables.database import DatabaseSharedTables
 from newsletters.models import Analysis, AnalystCall, DailyRun
 from subscriptions.selectors import followed_symbols
 from tests.conftest import TRADING_DAY
-from tests.fakes.openai_server import FakeOpenAI, completion, garbage, good_analysis, not_json
+from tests.fakes.openai_server import completion, garbage, good_analysis, not_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def server():
-    fake = FakeOpenAI().start()
-    cache.clear()
-    yield fake
-    fake.stop()
-    cache.clear()
+def server(openai_server):
+    return openai_server
 
 
 class DownSharedTables(DatabaseSharedTables):
@@ -40,17 +35,6 @@ class DownSharedTables(DatabaseSharedTables):
 
     def put_analysis(self, item):
         raise ConnectionError("ticker-analyses-dev: could not connect to the endpoint")
-
-
-@pytest.fixture
-def llm_settings(settings, server):
-    settings.NEWSLETTER_ANALYST = "newsletters.analysts.llm.LLMAnalyst"
-    settings.LLM_BASE_URL = server.url
-    settings.LLM_API_KEY = "test"
-    settings.LLM_MODEL = "fake-model"
-    settings.LLM_REQUESTS_PER_MINUTE = 600_000
-    settings.LLM_PARALLELISM = 4
-    return settings
 
 
 @pytest.mark.django_db
