@@ -299,3 +299,15 @@ def _prompt_only() -> LLMAnalyst:
 
     analyst.system_prompt, analyst.user_prompt = load_prompt("v1")
     return analyst
+
+
+def test_a_company_or_country_abbreviation_does_not_end_a_sentence():
+    from newsletters.analysts.replies import sentences
+
+    text = "Berkshire Hathaway Inc. Class B rose 1.2%. U.S. Treasuries fell! Is it over? Not yet."
+    assert sentences(text) == [
+        "Berkshire Hathaway Inc. Class B rose 1.2%.",
+        "U.S. Treasuries fell!",
+        "Is it over?",
+        "Not yet.",
+    ]

@@ -67,7 +67,12 @@ def reply_token_budget(schema: dict[str, Any] = SCHEMA) -> int:
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 # A sentence ends at . ! or ? followed by a space and a capital (so "2.3%" or "U.S. stocks" do not split).
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z\"'(])")
+# A sentence ends at . ! or ? before a capital, but not after a company's or a country's abbreviation
+# ("Berkshire Hathaway Inc. Class B", "U.S. Treasuries"), which would count one sentence as two.
+_SENTENCE_END = re.compile(
+    r"(?<!\bInc\.)(?<!\bCorp\.)(?<!\bCo\.)(?<!\bLtd\.)(?<!\bPlc\.)(?<![A-Z]\.[A-Z]\.)"
+    r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z\"'(])"
+)
 
 
 class InvalidReply(ValueError):
