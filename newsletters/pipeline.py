@@ -325,8 +325,9 @@ def _dry_run_analyses(
 
 def runs_mark_killed(*, day: dt.date) -> list[DailyRun]:
     """Runs of ``day`` still "running" were killed (SIGKILL, a lost machine): the caller holds the run lock, so
-    none of them is alive. They are marked interrupted and alerted on, once."""
-    killed = list(DailyRun.objects.filter(date=day, status=DailyRun.Status.RUNNING))
+    none of them is alive, except a ``--no-wait`` run, which the workers finish. They are marked interrupted and
+    alerted on, once."""
+    killed = list(DailyRun.objects.filter(date=day, status=DailyRun.Status.RUNNING).exclude(summary__contains=QUEUED))
     for run in killed:
         run.status = DailyRun.Status.INTERRUPTED
         run.finished_at = timezone.now()

@@ -143,3 +143,18 @@ def test_a_large_batch_skipped_whole_is_recorded(trading_day):
 
     assert stage.skipped == 2100
     assert Delivery.objects.filter(issue=issue, status=Delivery.Status.SKIPPED).count() == 2100
+
+
+def test_a_run_left_running_is_marked_killed_but_a_run_the_workers_finish_is_not(trading_day):
+    from newsletters.dispatch import QUEUED
+    from newsletters.models import DailyRun
+    from newsletters.pipeline import runs_mark_killed
+
+    killed = DailyRun.objects.create(date=trading_day, status=DailyRun.Status.RUNNING)
+    queued = DailyRun.objects.create(
+        date=trading_day, status=DailyRun.Status.RUNNING, summary=f"{trading_day} {QUEUED}: 40 emails"
+    )
+    assert runs_mark_killed(day=trading_day) == [killed]
+    killed.refresh_from_db()
+    queued.refresh_from_db()
+    assert killed.status == DailyRun.Status.INTERRUPTED and queued.status == DailyRun.Status.RUNNING
