@@ -364,3 +364,18 @@ def test_the_routes_are_read_from_the_url_configuration():
     assert {"subscriptions:confirm", "newsletters:view", "healthz"} <= set(ROUTES)
     assert not any(name.startswith("admin:") and name not in PUBLIC_ADMIN for name in ROUTES)
     assert all(set(string.whitespace).isdisjoint(route) for route in ROUTES.values())
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "remote"), [("0", "0"), ("not-an-address", "127.0.0.1"), ("", "::1 "), ("10.0.0.1, 0", "0")]
+)
+def test_an_address_that_is_no_address_never_reaches_the_database(client, staff, settings, forwarded, remote):
+    # Found by the fuzz on PostgreSQL: a forged "0" as the client's address made django-axes's query fail (500).
+    settings.TRUSTED_PROXY_COUNT = 1
+    response = client.post(
+        reverse("admin:login"),
+        {"username": "staff", "password": "wrong"},
+        HTTP_X_FORWARDED_FOR=forwarded,
+        REMOTE_ADDR=remote,
+    )
+    assert response.status_code == 200 and b"errornote" in response.content

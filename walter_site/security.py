@@ -3,6 +3,7 @@ balancer, and pages for staff kept out of shared caches."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from axes.backends import AxesStandaloneBackend
@@ -32,9 +33,19 @@ def client_ip(request: HttpRequest) -> str | None:
     """
     proxies = settings.TRUSTED_PROXY_COUNT
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    if proxies > 0 and len(forwarded) >= proxies:
+    if proxies > 0 and len(forwarded) >= proxies and _is_address(forwarded[-proxies]):
         return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR")
+    # What is not an address (a forged header, a test client's oddity) is no one's: the database would refuse it.
+    remote = request.META.get("REMOTE_ADDR")
+    return remote if _is_address(remote) else None
+
+
+def _is_address(value: object) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def login_username(request: HttpRequest, credentials: dict | None) -> str | None:
