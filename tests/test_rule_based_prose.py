@@ -16,28 +16,14 @@ from newsletters.analysts.grounding import ungrounded_numbers
 from newsletters.analysts.replies import HEADLINE_MAX, validate
 from newsletters.analysts.rule_based import RuleBasedAnalyst
 from subscriptions.selectors import followed_symbols
+from tests.test_llm_analyst import snapshot as base_snapshot
 
 DAY = dt.date(2026, 11, 20)
 
 
 def snapshot(symbol: str = "MSFT", **overrides) -> TickerSnapshot:
     # Mid-range, mild trend, neutral RSI: each test moves one indicator into the zone it checks.
-    values = {
-        "symbol": symbol,
-        "name": f"{symbol} Corporation",
-        "date": DAY,
-        "as_of": DAY,
-        "close": 412.8,
-        "previous_close": 410.34,
-        "change_pct": 0.5995,
-        "rsi14": 50.2,
-        "sma50": 405.3,
-        "drawdown180": -3.114,
-        "high52": 468.4,
-        "low52": 366.5,
-    }
-    values.update(overrides)
-    return TickerSnapshot(**values)
+    return base_snapshot(symbol, **{"rsi14": 50.2, **overrides})
 
 
 def analyze(snap: TickerSnapshot) -> AnalysisResult:
