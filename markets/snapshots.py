@@ -7,6 +7,32 @@ import math
 from dataclasses import dataclass, field
 
 CHART_SESSIONS = 126  # about six months
+NEWS_PER_TICKER = 3  # the articles a card shows and the analyst reads
+
+
+@dataclass(frozen=True)
+class NewsItem:
+    """One article about a ticker, exactly as the provider listed it: nothing here is written by Walter."""
+
+    title: str
+    publisher: str
+    url: str
+    published_at: dt.datetime
+    #: The provider's own reading of the article for this ticker ("positive", "neutral", "negative"), when it has one.
+    sentiment: str = ""
+    sentiment_reasoning: str = ""
+
+
+@dataclass(frozen=True)
+class UpcomingEvent:
+    """Something dated that is coming for a ticker within the next sessions (a dividend, a split, earnings)."""
+
+    kind: str  # "ex_dividend", "dividend_pay", "split" or "earnings"
+    date: dt.date
+    #: Cash per share for a dividend; None for other kinds.
+    amount: float | None = None
+    #: "4-for-1" for a split; empty for other kinds.
+    ratio: str = ""
 
 
 @dataclass(frozen=True)
@@ -31,6 +57,10 @@ class TickerSnapshot:
     #: Why this ticker's data for the session could not be had while the market's could (staff only): the email
     #: says "data unavailable today" and shows none of its numbers, rather than "no new data".
     unavailable: str = ""
+    #: The session's top articles about this ticker (at most NEWS_PER_TICKER), most relevant first.
+    news: tuple[NewsItem, ...] = field(default=(), repr=False)
+    #: What is dated and coming within the next sessions, soonest first.
+    events: tuple[UpcomingEvent, ...] = field(default=(), repr=False)
     chart_dates: tuple[dt.date, ...] = field(default=(), repr=False)
     chart_closes: tuple[float, ...] = field(default=(), repr=False)
     chart_sma50: tuple[float | None, ...] = field(default=(), repr=False)

@@ -157,6 +157,7 @@ def analysis_fields(*, result: AnalysisResult, snapshot: TickerSnapshot) -> dict
     """An analyst's answer as the Analysis row's fields: the one mapping, for stored and unsaved analyses alike."""
     return {
         "headline": result.headline,
+        "phrase": result.phrase,
         "summary": result.summary,
         "stance": result.stance,
         "score": result.score,

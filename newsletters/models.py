@@ -85,6 +85,9 @@ class Analysis(models.Model):
     model = models.CharField(max_length=120)
     prompt_version = models.CharField(max_length=40)
     headline = models.CharField(max_length=200)
+    phrase = models.CharField(
+        max_length=40, blank=True, help_text="The short phrase the email's headline and subject are built from."
+    )
     summary = models.TextField()
     stance = models.CharField(max_length=10, choices=Stance.choices)
     score = models.PositiveSmallIntegerField()

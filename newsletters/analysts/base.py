@@ -16,6 +16,8 @@ class AnalysisResult:
     summary: str
     stance: str
     score: int
+    #: A short phrase for the email's headline and subject ("slips under its 50-day line"); empty: none usable.
+    phrase: str = ""
     points: list[str] = field(default_factory=list)
     risks: list[str] = field(default_factory=list)
     model: str = ""
