@@ -227,6 +227,7 @@ def analysis_shared_item(analysis: Analysis) -> dict:
         "model": rules.model if analysis.automated else analysis.model,
         "promptVersion": rules.prompt_version if analysis.automated else analysis.prompt_version,
         "headline": analysis.headline,
+        "phrase": analysis.phrase,
         "summary": analysis.summary,
         "stance": analysis.stance,
         "score": analysis.score,

@@ -90,7 +90,7 @@ def test_a_good_answer_is_used_with_structured_output_and_its_tokens(server):
     assert '"close": 412.8' in request["messages"][1]["content"]  # the facts, rounded as the email shows them
     assert result.headline.startswith("MSFT rose 0.60%") and result.stance == "neutral" and result.score == 55
     assert (result.input_tokens, result.output_tokens) == (120, 60)
-    assert result.model == "fake-model" and result.prompt_version == "analysis-v1" and not result.automated
+    assert result.model == "fake-model" and result.prompt_version == "analysis-v2" and not result.automated
     assert [c["outcome"] for c in result.calls] == ["ok"]
     assert result.calls[0]["messages"] == request["messages"]
 
@@ -297,7 +297,7 @@ def _prompt_only() -> LLMAnalyst:
     analyst = LLMAnalyst.__new__(LLMAnalyst)
     from newsletters.analysts.llm import load_prompt
 
-    analyst.system_prompt, analyst.user_prompt = load_prompt("v1")
+    analyst.system_prompt, analyst.user_prompt = load_prompt("v2")
     return analyst
 
 

@@ -55,7 +55,7 @@ def test_a_failing_shared_table_never_stops_analysis_or_email_and_the_next_run_p
     assert server.count() == tickers  # the analyses were not paid for again, only published
     assert not Analysis.objects.filter(published_at__isnull=True).exists()
     symbol = sorted(followed_symbols())[0]
-    item = get_shared_tables().get_analysis(symbol, trading_day.isoformat(), "fake-model", "analysis-v1")
+    item = get_shared_tables().get_analysis(symbol, trading_day.isoformat(), "fake-model", "analysis-v2")
     assert item and item["headline"] == Analysis.objects.get(ticker__symbol=symbol).headline
     assert "analysis_publish" not in DailyRun.objects.order_by("-id").first().errors
 

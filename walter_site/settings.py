@@ -196,7 +196,7 @@ LLM_API_KEY = env.str("LLM_API_KEY", default="")
 LLM_MODEL = env.str("LLM_MODEL", default="")
 # The analyst over the openai client: its prompt file (newsletters/prompts/analysis-<version>.txt), timeouts,
 # retries (its own: the client's are off), sampling, concurrency and a request budget shared through the cache.
-LLM_PROMPT_VERSION = env.str("LLM_PROMPT_VERSION", default="v1")
+LLM_PROMPT_VERSION = env.str("LLM_PROMPT_VERSION", default="v2")
 LLM_RESPONSE_FORMAT = env.str("LLM_RESPONSE_FORMAT", default="auto")  # auto, json_schema, json_object or plain
 # 0: no per-request cap; a request may take what is left of ANALYSIS_TIME_BUDGET (a cap counts queue time too).
 LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=0.0)

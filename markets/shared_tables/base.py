@@ -3,7 +3,8 @@
 `ticker-data-{stage}`: partition key `ticker`, sort key `date` (YYYY-MM-DD); attributes open, high, low, close,
 volume, vwap, adjusted, rsi14, sma50, drawdown180, change_pct, source, asOf.
 `ticker-analyses-{stage}`: partition key `ticker`, sort key `date#model#promptVersion`; attributes headline,
-summary, stance, score, points, risks, model, promptVersion, dataAsOf, usage tokens, createdAt.
+phrase (may be empty), summary, stance, score, points, risks, model, promptVersion, dataAsOf, usage tokens,
+createdAt.
 
 Items cross this interface as plain dicts holding those keys; numbers are floats (None for a value that cannot
 be computed yet, which is then left out of the stored item).

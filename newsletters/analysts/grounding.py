@@ -1,8 +1,14 @@
-"""Every number a model writes must be one of the snapshot's numbers, of the same kind.
+"""Every number a model writes must be one of the snapshot's numbers, of the same kind, or an article's.
 
 The email's figures come from data; the analysis text sits next to them, so a model that invents a price, writes
 the RSI as a percentage or moves the session to another day would contradict the numbers above it. A number
 matches when it is the fact rounded to the precision the model wrote (a little slack for prices).
+
+The articles supplied with the snapshot (their title, publisher and the provider's reasoning) are data too: a
+number, date or window one of them states may be repeated ("revenue rose 16%"), a percentage only as a percentage.
+Numbers about the ticker's own indicators stay the snapshot's: an RSI is checked against the RSI whatever an
+article says. Citations ("[2]") are references, not numbers; which articles they may name is checked with the
+reply's shape (replies.py).
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from markets.snapshots import TickerSnapshot
+from markets.snapshots import NEWS_PER_TICKER, NewsItem, TickerSnapshot
 
 PERCENT_FACTS = ("change_pct", "sma50_distance_pct", "drawdown180_pct", "range52_position_pct")
 PRICE_FACTS = ("close", "previous_close", "change", "sma50", "high52", "low52")
@@ -46,6 +53,59 @@ _NUMBER = re.compile(
 # Names that carry numbers of their own.
 _NAMED = re.compile(r"\b(?:S&P\s?500|S&P|Nasdaq[- ]100|Dow\s?30|Russell\s?2000|Russell\s?1000)\b", re.I)
 _RSI_BEFORE = re.compile(r"RSI[\s(\-]*(?:14[\s)\-]*)?(?:\w+\s+){0,3}$", re.I)
+#: "[2]", "[1][3]" or "[1, 3]": a reference to the supplied articles, numbered from 1 in the prompt's order.
+CITATION = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
+
+
+def supplied_articles(snapshot: TickerSnapshot) -> tuple[NewsItem, ...]:
+    """The articles the analyst is given, in the order they are numbered [1], [2], [3]."""
+    return snapshot.news[:NEWS_PER_TICKER]
+
+
+def published_utc(article: NewsItem) -> dt.datetime:
+    """When the article was published, in UTC as the prompt shows it (a naive time is taken to be UTC already)."""
+    published = article.published_at
+    return published.replace(tzinfo=dt.UTC) if published.tzinfo is None else published.astimezone(dt.UTC)
+
+
+def cited_articles(text: str) -> list[int]:
+    """Every article number ``text`` cites, in order, repeats included."""
+    return [int(n) for match in CITATION.finditer(text) for n in match[1].split(",")]
+
+
+@dataclass
+class _Stated:
+    """What some text states: its dates, windows, percentages and other numbers (exactly as written)."""
+
+    dates: set[tuple[int, int, int | None]] = field(default_factory=set)  # (month, day, year or None)
+    windows: set[int] = field(default_factory=set)
+    percents: list[float] = field(default_factory=list)
+    numbers: list[float] = field(default_factory=list)
+
+
+def _article_statements(articles: Iterable[NewsItem]) -> _Stated:
+    """What the articles' own text says, and the days they were published, for grounding a model's mention."""
+    stated = _Stated()
+    for article in articles:
+        published = published_utc(article)
+        stated.dates.add((published.month, published.day, published.year))
+        text = _NAMED.sub(_blank, " ".join([article.title, article.publisher, article.sentiment_reasoning]))
+        for match in _ISO_DATE.finditer(text):
+            stated.dates.add((int(match[2]), int(match[3]), int(match[1])))
+        text = _ISO_DATE.sub(_blank, text)
+        for match in _MONTH_DATE.finditer(text):
+            stated.dates.add((MONTHS.index(match[1].lower()) + 1, int(match[2]), int(match[3]) if match[3] else None))
+        text = _MONTH_DATE.sub(_blank, text)
+        stated.windows.update(int(match[1]) for match in _WINDOW.finditer(text))
+        text = _WINDOW.sub(_blank, text)
+        for match in _NUMBER.finditer(text):
+            value = abs(float(match["num"].replace(",", "").replace("\u2212", "-")))
+            (stated.percents if match["pct"] else stated.numbers).append(value)
+    return stated
+
+
+def _blank(match: re.Match[str]) -> str:
+    return " " * len(match.group(0))
 
 
 def facts(snapshot: TickerSnapshot) -> dict[str, Any]:
@@ -82,49 +142,48 @@ def _matches(written: float, decimals: int, candidates: Iterable[float], *, rela
     return any(abs(written - c) <= slack + relative * abs(c) for c in candidates)
 
 
-def ungrounded_numbers(text: str, snapshot: TickerSnapshot) -> list[str]:
-    """What in ``text`` does not match the snapshot; empty when every number is grounded."""
+def ungrounded_numbers(text: str, snapshot: TickerSnapshot, *, articles: bool = True) -> list[str]:
+    """What in ``text`` does not match the snapshot (or, with ``articles``, its supplied articles); empty if none."""
     known = facts(snapshot)
+    stated = _article_statements(supplied_articles(snapshot) if articles else ())
     percents = [abs(known[k]) for k in PERCENT_FACTS if k in known]
     prices = [abs(known[k]) for k in PRICE_FACTS if k in known]
     rsi = [known[k] for k in RSI_FACTS if k in known]
     sessions = {d for d in (snapshot.date, snapshot.as_of) if d}
     problems: list[str] = []
 
-    def blank(match: re.Match[str]) -> str:
-        return " " * len(match.group(0))
+    def session_or_stated(month: int, day: int, year: int | None) -> bool:
+        return any(d.month == month and d.day == day and year in (None, d.year) for d in sessions) or any(
+            m == month and d == day and (year is None or y in (None, year)) for m, d, y in stated.dates
+        )
 
-    text = _NAMED.sub(blank, text)
-    text = re.sub(rf"\b{re.escape(snapshot.symbol)}\b", lambda m: " " * len(m.group(0)), text)
+    text = CITATION.sub(_blank, text)
+    text = _NAMED.sub(_blank, text)
+    text = re.sub(rf"\b{re.escape(snapshot.symbol)}\b", _blank, text)
     for match in _ISO_DATE.finditer(text):
-        try:
-            day = dt.date(int(match[1]), int(match[2]), int(match[3]))
-        except ValueError:
-            day = None
-        if day not in sessions:
+        if not session_or_stated(int(match[2]), int(match[3]), int(match[1])):
             problems.append(f"the date {match[0]} is not the session's")
-    text = _ISO_DATE.sub(blank, text)
+    text = _ISO_DATE.sub(_blank, text)
     for match in _MONTH_DATE.finditer(text):
         month, day = MONTHS.index(match[1].lower()) + 1, int(match[2])
-        year = int(match[3]) if match[3] else None
-        if not any(d.month == month and d.day == day and year in (None, d.year) for d in sessions):
+        if not session_or_stated(month, day, int(match[3]) if match[3] else None):
             problems.append(f"the date {match[0]!r} is not the session's")
-    text = _MONTH_DATE.sub(blank, text)
+    text = _MONTH_DATE.sub(_blank, text)
     for match in _WINDOW.finditer(text):
-        if int(match[1]) not in WINDOWS:
+        if int(match[1]) not in WINDOWS | stated.windows:
             problems.append(f"{match[0]!r} is not a window the data uses")
-    text = _WINDOW.sub(blank, text)
+    text = _WINDOW.sub(_blank, text)
 
     for match in _NUMBER.finditer(text):
         raw = match["num"].replace(",", "").replace("\u2212", "-")
         written, decimals = abs(float(raw)), _decimals(raw)
         after_rsi = bool(_RSI_BEFORE.search(text[max(0, match.start() - 30) : match.start()]))
         if match["pct"]:
-            if not _matches(written, decimals, percents):
+            if not _matches(written, decimals, percents + stated.percents):
                 what = "the RSI written as a percentage" if after_rsi or _matches(written, decimals, rsi) else None
                 problems.append(f"{match[0].strip()} is {what or 'not one of the percentages in the data'}")
         elif match["cur"]:
-            if not _matches(written, decimals, prices, relative=0.001):
+            if not (_matches(written, decimals, prices, relative=0.001) or _matches(written, decimals, stated.numbers)):
                 problems.append(f"{match[0].strip()} is not a price in the data")
         elif after_rsi:
             if not (_matches(written, decimals, rsi) or written in WINDOWS | RSI_THRESHOLDS):
@@ -133,6 +192,7 @@ def ungrounded_numbers(text: str, snapshot: TickerSnapshot) -> list[str]:
             _matches(written, decimals, prices, relative=0.001)
             or _matches(written, decimals, rsi)
             or _matches(written, decimals, percents)
+            or _matches(written, decimals, stated.numbers + stated.percents)
             or (decimals == 0 and written in WINDOWS | RSI_THRESHOLDS)
             or (decimals == 0 and written in {d.year for d in sessions})
         ):

@@ -22,6 +22,7 @@ written for servers as they really are, from OpenAI's to llama.cpp's single slot
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -38,8 +39,10 @@ from walter_site.retrying import backoff_delay, retry_after_seconds
 
 from .base import AnalysisResult, AnalystError
 from .concurrency import NEUTRAL, OK, OVERLOAD, AdaptiveLimit
-from .grounding import facts
+from .grounding import facts, published_utc, supplied_articles
 from .replies import SCHEMA, InvalidReply, extract_json, reply_token_budget, validate
+
+logger = logging.getLogger("walter.analysis")
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 FORMATS = ("json_schema", "json_object", "plain")
@@ -80,6 +83,33 @@ def load_prompt(version: str) -> tuple[str, str]:
         raise ImproperlyConfigured(f"LLM_PROMPT_VERSION={version!r}: no prompt file {path.name}")
     system, _, user = path.read_text().partition(_USER_MARKER)
     return system.strip(), user.strip()
+
+
+def articles_block(snapshot: TickerSnapshot) -> str:
+    """The supplied articles, numbered as the reply may cite them, fenced off as data.
+
+    An article's text is written by strangers: as JSON its quotes and newlines cannot end the list early, and with
+    its angle brackets escaped no title can close the <articles> fence and speak as the prompt.
+    """
+    articles = supplied_articles(snapshot)
+    if not articles:
+        return "No news articles are supplied for this session: cite none."
+    listed = [
+        {
+            "n": number,
+            "title": article.title,
+            "publisher": article.publisher,
+            "published": published_utc(article).strftime("%Y-%m-%d %H:%M UTC"),
+            "provider_sentiment": article.sentiment or "none given",
+            "provider_reasoning": article.sentiment_reasoning,
+        }
+        for number, article in enumerate(articles, start=1)
+    ]
+    data = json.dumps(listed, indent=1, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    return (
+        f"News articles about {snapshot.symbol}, most relevant first, numbered as you may cite them; the sentiment "
+        f"is the provider's reading, not a fact:\n<articles>\n{data}\n</articles>"
+    )
 
 
 def _refuses_format(exc: openai.APIStatusError) -> bool:
@@ -148,6 +178,7 @@ class LLMAnalyst:
             name=snapshot.name or snapshot.symbol,
             date=snapshot.date.isoformat(),
             facts=json.dumps(facts(snapshot), indent=1),
+            articles=articles_block(snapshot),
         )
         return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
 
@@ -158,13 +189,14 @@ class LLMAnalyst:
         if deadline is None:
             deadline = time.monotonic() + settings.ANALYSIS_TIME_BUDGET
         calls: list[dict[str, Any]] = []
+        notes: list[str] = []
         messages = self.messages(snapshot)
         asked = messages
         try:
             for attempt in (1, 2):
                 try:
                     reply = self._complete(asked, calls, deadline)
-                    fields = validate(extract_json(reply), snapshot)
+                    fields = validate(extract_json(reply), snapshot, notes=notes)
                     break
                 except InvalidReply as exc:
                     calls[-1]["outcome"] = "invalid"
@@ -180,6 +212,10 @@ class LLMAnalyst:
             error = AnalystError(f"{type(exc).__name__}: {exc}")
             error.usage, error.calls = _usage(calls), calls
             raise error from exc
+        if notes:
+            # A good analysis with an unusable phrase is kept; the audit says why the email has no phrase of its own.
+            calls[-1]["error"] = "; ".join(notes)[:2000]
+            logger.info("analysis of %s kept without its phrase: %s", snapshot.symbol, "; ".join(notes))
         input_tokens, output_tokens = _usage(calls)
         return AnalysisResult(
             **fields,

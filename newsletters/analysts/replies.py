@@ -1,7 +1,9 @@
 """From a model's reply to a validated analysis: find the JSON, check its shape, check its numbers.
 
 Small and compatible servers wrap JSON in prose or code fences, echo the input, or answer with the wrong keys; a
-reply is used only when it has exactly the structure the email needs and every number in it is grounded.
+reply is used only when it has exactly the structure the email needs, every number in it is grounded and every
+article it cites was supplied. The phrase is the exception: it only decorates the email's headline and subject,
+so an unusable one is dropped (the email falls back to its own wording) rather than costing a good analysis.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 from markets.snapshots import TickerSnapshot
 
 from .base import STANCES
-from .grounding import ungrounded_numbers
+from .grounding import cited_articles, supplied_articles, ungrounded_numbers
 
 HEADLINE_MAX = 90
+PHRASE_MAX = 40  # Analysis.phrase's column; short enough for a subject line with two or three tickers
 SUMMARY_MAX = 600  # four sentences of about 150 characters
 ITEM_MAX = 160  # one key point or risk
 POINTS_MAX = 3
@@ -28,13 +31,14 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "headline": {"type": "string", "maxLength": HEADLINE_MAX},
+        "phrase": {"type": "string", "maxLength": PHRASE_MAX},
         "summary": {"type": "string", "maxLength": SUMMARY_MAX},
         "stance": {"type": "string", "enum": list(STANCES)},
         "score": {"type": "integer", "minimum": 0, "maximum": 100},
         "points": {"type": "array", "items": {"type": "string", "maxLength": ITEM_MAX}, "maxItems": POINTS_MAX},
         "risks": {"type": "array", "items": {"type": "string", "maxLength": ITEM_MAX}, "maxItems": RISKS_MAX},
     },
-    "required": ["headline", "summary", "stance", "score", "points", "risks"],
+    "required": ["headline", "summary", "stance", "score", "points", "risks", "phrase"],
     "additionalProperties": False,
 }
 
@@ -122,8 +126,30 @@ def _text_list(data: dict[str, Any], key: str, most: int) -> list[str]:
     return [v.strip() for v in value]
 
 
-def validate(data: dict[str, Any], snapshot: TickerSnapshot) -> dict[str, Any]:
-    """The analysis fields, or InvalidReply naming every problem found."""
+def phrase_problem(phrase: str, snapshot: TickerSnapshot) -> str:
+    """Why ``phrase`` cannot stand after the symbol in a headline or subject; empty when it can.
+
+    Only the snapshot's own numbers: a subject line carries no citation, so an article's figure would be unsourced.
+    """
+    if not phrase:
+        return "it is empty"
+    if len(phrase) > PHRASE_MAX:
+        return f"it has {len(phrase)} characters; at most {PHRASE_MAX} are allowed"
+    if "\n" in phrase or phrase.endswith((".", "!", "?")):
+        return "it must be one line with no closing punctuation"
+    ungrounded = ungrounded_numbers(phrase, snapshot, articles=False) + [
+        f"[{n}] is a citation" for n in cited_articles(phrase)
+    ]
+    if ungrounded:
+        return "numbers that are not the snapshot's: " + "; ".join(ungrounded)
+    return ""
+
+
+def validate(data: dict[str, Any], snapshot: TickerSnapshot, *, notes: list[str] | None = None) -> dict[str, Any]:
+    """The analysis fields, or InvalidReply naming every problem found.
+
+    A phrase that cannot be used is left empty instead, and why is added to ``notes`` for the audit.
+    """
     problems: list[str] = []
     missing = [k for k in ("headline", "summary", "stance", "score") if k not in data]
     if missing:
@@ -168,7 +194,28 @@ def validate(data: dict[str, Any], snapshot: TickerSnapshot) -> dict[str, Any]:
         "risks": risks,
     }
     text = " ".join([fields["headline"], fields["summary"], *points, *risks])
+    supplied = len(supplied_articles(snapshot))
+    unknown = sorted({n for n in cited_articles(text) if not 1 <= n <= supplied})
+    if unknown:
+        given = {0: "no articles were supplied", 1: "only article [1] was supplied"}.get(
+            supplied, f"only articles [1] to [{supplied}] were supplied"
+        )
+        problems.append(f"cites {', '.join(f'[{n}]' for n in unknown)} but {given}")
     ungrounded = ungrounded_numbers(text, snapshot)
     if ungrounded:
-        raise InvalidReply("numbers that do not match the facts: " + "; ".join(ungrounded))
+        problems.append("numbers that do not match the facts: " + "; ".join(ungrounded))
+    if problems:
+        raise InvalidReply("; ".join(problems))
+    phrase = data.get("phrase")
+    if isinstance(phrase, str):
+        # The email puts the symbol before the phrase; a model that repeats it would print it twice.
+        phrase = re.sub(rf"^{re.escape(snapshot.symbol)}\b[\s:,]*", "", phrase.strip())
+        problem = phrase_problem(phrase, snapshot)
+    else:
+        problem = "the reply has none" if phrase is None else "it is not a text"
+    if problem:
+        if notes is not None:
+            notes.append(f"the phrase {str(phrase)[:80]!r} was dropped: {problem}")
+        phrase = ""
+    fields["phrase"] = phrase
     return fields

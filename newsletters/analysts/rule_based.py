@@ -3,7 +3,9 @@
 It is the embedded default and the fallback whenever a language model fails, so it must always answer. Its
 wording follows the RSI zone, the trend against the 50-day average, the place in the 52-week range and the
 drawdown, so that tickers in different situations read differently; every number it writes is one of the
-snapshot's, rounded, so the text passes the same grounding check as a model's answer.
+snapshot's, rounded, so the text passes the same grounding check as a model's answer. Its phrase for the email's
+headline and subject follows the same rules, the most telling first. Of the news it only quotes the top headline,
+with its publisher and citation, and says nothing about it that the article does not.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from __future__ import annotations
 from markets.snapshots import TickerSnapshot
 
 from .base import AnalysisResult
-from .replies import HEADLINE_MAX
+from .grounding import supplied_articles, ungrounded_numbers
+from .replies import HEADLINE_MAX, SUMMARY_MAX, SUMMARY_SENTENCES
+from .replies import sentences as split_sentences
 
 # RSI zones, upper bounds exclusive except the last firm one: (below, words).
 _RSI_ZONES = ((30.0, "oversold"), (45.0, "weak momentum"), (55.0, "neutral momentum"))
 RANGE_EDGE_PCT = 10.0  # the top / bottom tenth of the 52-week range counts as "near" the high / low
 DEEP_DRAWDOWN_PCT = 20.0
+BIG_MOVE_PCT = 3.0  # a day's move that is the news itself, whatever the indicators say
+SMALL_MOVE_PCT = 1.0  # below it a move only "edges"
+QUOTED_TITLE_MAX = 160  # a longer title is cut at a word, marked with an ellipsis, to keep the summary short
 
 
 def rsi_zone(rsi: float) -> str:
@@ -41,8 +48,8 @@ def _signed(value: float) -> str:
 
 class RuleBasedAnalyst:
     model = "rule-based"
-    # rules-2: wording by RSI zone, trend, 52-week range and drawdown (cached rules-1 prose is not reused).
-    prompt_version = "rules-2"
+    # rules-3: a phrase, and the top headline quoted in the summary (cached rules-2 prose is not reused).
+    prompt_version = "rules-3"
 
     def analyze(self, snapshot: TickerSnapshot, *, deadline: float | None = None) -> AnalysisResult:
         s = snapshot
@@ -137,7 +144,8 @@ class RuleBasedAnalyst:
         stance = "bullish" if score >= 60 else "bearish" if score <= 40 else "neutral"
         return AnalysisResult(
             headline=_headline(s.symbol, move, tags),
-            summary=" ".join(sentences[:4]),
+            phrase=phrase(s),
+            summary=_summary(sentences, _news_sentence(s)),
             stance=stance,
             score=score,
             points=points[:3],
@@ -156,3 +164,72 @@ def _headline(symbol: str, move: str, tags: list[str]) -> str:
         if len(headline) <= HEADLINE_MAX or not tags:
             return headline[:HEADLINE_MAX]
         tags.pop()
+
+
+def phrase(s: TickerSnapshot) -> str:
+    """What the day was for the ticker, in a few words after its symbol; the most telling rule wins.
+
+    A cross of the 50-day line is the previous close on the other side of today's average: the average moves
+    little in a day, and the snapshot holds no earlier one. The 52-week high and low include the day's own
+    high and low, so a close "hits" them only when it is one.
+    """
+    change = s.change_pct
+    where = s.range52_position_pct
+    if s.high52 is not None and s.close >= s.high52:
+        return "hits a 52-week high"
+    if s.low52 is not None and s.close <= s.low52:
+        return "hits a 52-week low"
+    if s.sma50 and s.previous_close is not None:
+        if s.previous_close < s.sma50 < s.close:
+            return "climbs above its 50-day line"
+        if s.previous_close > s.sma50 > s.close:
+            return "slips under its 50-day line"
+    if change is not None and abs(change) >= BIG_MOVE_PCT:
+        return f"{'jumps' if change > 0 else 'tumbles'} {abs(change):.1f}%"
+    if s.rsi14 is not None and rsi_zone(s.rsi14) == "oversold":
+        return "slides into oversold territory" if (change or 0) < 0 else "holds in oversold territory"
+    if s.rsi14 is not None and rsi_zone(s.rsi14) == "overbought":
+        return "runs into overbought territory" if (change or 0) > 0 else "holds in overbought territory"
+    if s.drawdown180 is not None and s.drawdown180 < -DEEP_DRAWDOWN_PCT:
+        return "stays deep below its 180-day high"
+    if where is not None and where >= 100 - RANGE_EDGE_PCT:
+        return "trades near its 52-week high"
+    if where is not None and where <= RANGE_EDGE_PCT:
+        return "trades near its 52-week low"
+    if change is None or _rounds_to_zero(change):
+        return "holds steady"
+    if abs(change) < SMALL_MOVE_PCT:
+        return "edges higher" if change > 0 else "edges lower"
+    return "gains ground" if change > 0 else "loses ground"
+
+
+def _news_sentence(s: TickerSnapshot) -> str:
+    """The top headline, quoted as the provider gave it, with its publisher and citation; empty when none fits.
+
+    Curly quotes, so a title ending in "?" or "!" does not end the sentence for the sentence counter. A title whose
+    own numbers the grounding would not take (an RSI that is not the data's) is left out rather than quoted.
+    """
+    articles = supplied_articles(s)
+    if not articles:
+        return ""
+    top = articles[0]
+    title = " ".join(top.title.split())
+    if len(title) > QUOTED_TITLE_MAX:
+        title = title[:QUOTED_TITLE_MAX].rsplit(" ", 1)[0] + "…"
+    publisher = " ".join(top.publisher.split())
+    sentence = f"In the news: \u201c{title}\u201d" + (f" ({publisher})" if publisher else "") + " [1]."
+    return sentence if title and not ungrounded_numbers(sentence, s) else ""
+
+
+def _summary(prose: list[str], news: str) -> str:
+    """The prose's sentences and the news last, dropping the least telling prose until it fits the schema."""
+    low, high = SUMMARY_SENTENCES
+    kept = prose[:high]
+    while True:
+        summary = " ".join([*kept, news] if news else kept)
+        if len(summary) <= SUMMARY_MAX and len(split_sentences(summary)) <= high:
+            return summary
+        if len(kept) <= low - 1 or not news:
+            # Too long a title for the room left: the prose alone, as before there was news.
+            return " ".join(prose[:high])
+        kept.pop()

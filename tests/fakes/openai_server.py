@@ -85,6 +85,7 @@ def good_analysis(messages: list[dict[str, str]]) -> dict[str, Any]:
     direction = "rose" if change >= 0 else "fell"
     return {
         "headline": f"{symbol} {direction} {abs(change):.2f}% to close at ${f.get('close', 0):.2f}",
+        "phrase": f"{direction} {abs(change):.2f}% on the day",
         "summary": (
             f"{symbol} {direction} {abs(change):.2f}% in the session. "
             f"Its RSI stands at {f.get('rsi14', 50):.1f}, and the price is {f.get('drawdown180_pct', 0):.2f}% "
