@@ -30,9 +30,14 @@ def chart_colour(snapshot: TickerSnapshot) -> tuple[int, int, int]:
     return UP if change > 0 else DOWN if change < 0 else FLAT
 
 
+def chart_drawable(snapshot: TickerSnapshot) -> bool:
+    """Whether the ticker has a chart: its data is available and it has at least two closes to join."""
+    return not snapshot.unavailable and len(_finite(snapshot.chart_closes)) >= 2
+
+
 def chart_png(snapshot: TickerSnapshot) -> bytes | None:
     """The last six months of closes with the 50-day average dashed; None when there is nothing to draw."""
-    closes = [c for c in snapshot.chart_closes if c is not None and math.isfinite(c)]
+    closes = _finite(snapshot.chart_closes)
     if len(closes) < 2:
         return None
     averages = list(snapshot.chart_sma50)
@@ -71,6 +76,10 @@ def charts_render(snapshots: Iterable[TickerSnapshot]) -> dict[str, bytes]:
         if png is not None:
             charts[snapshot.symbol] = png
     return charts
+
+
+def _finite(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
 
 
 def _runs(points: Iterable[tuple[int, float | None]]) -> list[list[tuple[int, float]]]:

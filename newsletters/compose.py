@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import unicodedata
 from dataclasses import dataclass, field
 
 import css_inline
@@ -27,6 +28,11 @@ VIEW_URL = "__WALTER_VIEW_URL__"
 PREFERENCES_URL = "__WALTER_PREFERENCES_URL__"
 UNSUBSCRIBE_URL = "__WALTER_UNSUBSCRIBE_URL__"
 EMAIL = "__WALTER_EMAIL__"
+
+#: The subject's length as an inbox shows it: "Walter Dec 2: " and the headline count, the "[DEMO DATA] " marker
+#: does not (a safety label shown only on demo data, never trimmed and never allowed to cost the headline words).
+#: The email's own headline is the same text, so it fits too.
+SUBJECT_MAX = 70
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
@@ -47,6 +53,7 @@ class IssueContent:
     analyses: dict[str, Analysis]
     cards: dict[str, Card] = field(default_factory=dict)
     charts: dict[str, bytes] = field(default_factory=dict)  # PNG per symbol, shared by every email
+    phrases: dict[str, str] = field(default_factory=dict)  # the analyst's phrase per symbol, made header-safe
     frame_html: str = ""
     frame_text: str = ""
 
@@ -84,7 +91,14 @@ def issue_content_build(
         charts = charts_render(s for s in snapshots.values() if not s.unavailable)
     demo = any(s.demo for s in snapshots.values())
     llm = any(not a.automated for a in analyses.values())
-    content = IssueContent(day=day, demo=demo, snapshots=snapshots, analyses=analyses, charts=charts)
+    content = IssueContent(
+        day=day,
+        demo=demo,
+        snapshots=snapshots,
+        analyses=analyses,
+        charts=charts,
+        phrases={symbol: phrase for symbol, a in analyses.items() if (phrase := headline_phrase(a.phrase))},
+    )
     frame_context = {
         "day": day,
         "demo": demo,
@@ -117,7 +131,18 @@ def issue_content_build(
     return content
 
 
-def _headline(snapshots: list[TickerSnapshot]) -> str:
+def headline_phrase(phrase: str) -> str:
+    """The analyst's phrase as a headline can carry it: one line, no control or format characters.
+
+    The phrase is model-written: a line break would end the Subject header (Django refuses to send it), and a
+    bidirectional override would reorder what the inbox shows.
+    """
+    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in phrase or "")
+    return " ".join(text.split()).strip(" .,;:")
+
+
+def _headline(snapshots: list[TickerSnapshot], phrases: dict[str, str] | None = None, limit: int = 0) -> str:
+    """The day's best and worst movers in the analyst's words when those fit in ``limit``, else in figures."""
     moved = [s for s in snapshots if s.change_pct is not None and not s.stale]
     if not moved:
         if snapshots and all(s.unavailable for s in snapshots):
@@ -125,6 +150,10 @@ def _headline(snapshots: list[TickerSnapshot]) -> str:
         return "No new market data for your tickers today"
     leader = max(moved, key=lambda s: s.change_pct)
     laggard = min(moved, key=lambda s: s.change_pct)
+    if phrases and limit:
+        worded = _phrase_headline(moved, leader, laggard, phrases, limit)
+        if worded:
+            return worded
     if len(moved) == 1:
         verb = "rises" if leader.change_pct > 0 else "falls" if leader.change_pct < 0 else "holds"
         return f"{leader.symbol} {verb} {abs(leader.change_pct):.1f}%"
@@ -135,6 +164,27 @@ def _headline(snapshots: list[TickerSnapshot]) -> str:
     return (
         f"{leader.symbol} leads with +{leader.change_pct:.1f}%, {laggard.symbol} slips {abs(laggard.change_pct):.1f}%"
     )
+
+
+def _phrase_headline(
+    moved: list[TickerSnapshot], leader: TickerSnapshot, laggard: TickerSnapshot, phrases: dict[str, str], limit: int
+) -> str:
+    """ "NVDA leads, AAPL slips under its 50-day line", or "" when the phrases are missing or do not fit."""
+    lead, lag = phrases.get(leader.symbol, ""), phrases.get(laggard.symbol, "")
+    if len(moved) == 1:
+        candidates = [f"{leader.symbol} {lead}"] if lead else []
+    elif leader.change_pct == laggard.change_pct:
+        return ""  # every ticker moved alike: nobody leads
+    else:
+        candidates = []
+        if lead and lag:
+            candidates.append(f"{leader.symbol} {lead}, {laggard.symbol} {lag}")
+        # Shorter forms keep one phrase; "leads" and "lags" are only said of a ticker that did rise or fall.
+        if lag and leader.change_pct > 0:
+            candidates.append(f"{leader.symbol} leads, {laggard.symbol} {lag}")
+        if lead and laggard.change_pct < 0:
+            candidates.append(f"{leader.symbol} {lead}, {laggard.symbol} lags")
+    return next((c for c in candidates if len(c) <= limit), "")
 
 
 def _summary(snapshots: list[TickerSnapshot]) -> tuple[str, str]:
@@ -156,15 +206,26 @@ def _summary(snapshots: list[TickerSnapshot]) -> tuple[str, str]:
     return rich, text
 
 
-def subject_line(day: dt.date, snapshots: list[TickerSnapshot], demo: bool) -> str:
+def subject_line(
+    day: dt.date, snapshots: list[TickerSnapshot], demo: bool, phrases: dict[str, str] | None = None
+) -> str:
+    """ "Walter Dec 2: NVDA leads, AAPL slips under its 50-day line", at most SUBJECT_MAX characters of it."""
+    return _subject(day, _headline(snapshots, phrases, _headline_room(day)), demo)
+
+
+def _headline_room(day: dt.date) -> int:
+    return SUBJECT_MAX - len(_subject(day, "", demo=False))
+
+
+def _subject(day: dt.date, headline: str, demo: bool) -> str:
     prefix = "[DEMO DATA] " if demo else ""
-    return f"{prefix}Walter {day:%b} {day.day}: {_headline(snapshots)}"
+    return f"{prefix}Walter {day:%b} {day.day}: {headline}"
 
 
 def email_compose(*, content: IssueContent, symbols: list[str], email: str, links: PersonalLinks) -> ComposedEmail:
     """One subscriber's email from the issue's shared parts; ``symbols`` are the tickers they follow."""
     snapshots = [content.snapshots[s] for s in symbols if s in content.snapshots]
-    headline = _headline(snapshots)
+    headline = _headline(snapshots, content.phrases, _headline_room(content.day))
     summary_html, summary_text = _summary(snapshots)
     escaped = {
         HEADLINE: html.escape(headline),
@@ -185,7 +246,7 @@ def email_compose(*, content: IssueContent, symbols: list[str], email: str, link
         CARDS: "\n\n".join(content.cards[s.symbol].text for s in snapshots),
     }
     return ComposedEmail(
-        subject=subject_line(content.day, snapshots, content.demo),
+        subject=_subject(content.day, headline, content.demo),
         html=_fill(content.frame_html, escaped),
         text=_fill(content.frame_text, plain),
         images={chart_cid(s.symbol): content.charts[s.symbol] for s in snapshots if s.symbol in content.charts},

@@ -14,4 +14,5 @@ urlpatterns = [
     path("archive/", archive_pages.archive_index, name="archive"),
     path("archive/feed.atom", archive_pages.ArchiveFeed(), name="archive-feed"),
     path("archive/<str:date>/", archive_pages.archive_day, name="archive-day"),
+    path("archive/<str:date>/charts/<str:symbol>.png", archive_pages.archive_chart, name="archive-chart"),
 ]

@@ -72,6 +72,7 @@ GENUINE_ARGUMENTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "newsletters:archive": lambda w: {},
     "newsletters:archive-feed": lambda w: {},
     "newsletters:archive-day": lambda w: {"date": w["day"]},
+    "newsletters:archive-chart": lambda w: {"date": w["day"], "symbol": "NVDA"},
     "subscriptions:check_inbox": lambda w: {},
     "subscriptions:confirm": lambda w: {
         "token": tokens.make_confirm_token(w["reader"].pk, unsubscribed_at=w["reader"].unsubscribed_at)
@@ -202,7 +203,7 @@ def path_for(route: str, values: dict[str, str]) -> str:
 
 
 # Only these need an email sent and archived (a daily run: seconds); the others need just a subscriber.
-NEEDS_AN_ISSUE = {"newsletters:view", "newsletters:view-image", "newsletters:preview"}
+NEEDS_AN_ISSUE = {"newsletters:view", "newsletters:view-image", "newsletters:preview", "newsletters:archive-chart"}
 
 
 @pytest.fixture
