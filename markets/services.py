@@ -331,7 +331,7 @@ def ticker_events_refresh(
     refresh.requests = listing.requests
     refresh.notes = [listing.skipped[kind] for kind in sorted(listing.skipped)]
     if listing.failed:
-        refresh.error = "; ".join(f"{kind}: {why}" for kind, why in sorted(listing.failed.items()))
+        refresh.error = "; ".join(why for _, why in sorted(listing.failed.items()))
         logger.warning("upcoming events partly failed: %s", refresh.error)
     wanted = {s.strip().upper() for s in symbols}
     now = timezone.now()

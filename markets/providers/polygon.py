@@ -405,7 +405,10 @@ class PolygonProvider:
                 listing.skipped[kind] = f"{what} skipped: the request budget is spent ({exc})"
             return []
         except ProviderError as exc:
-            if self.http.last_status in NOT_AUTHORIZED_STATUSES:
+            if self.http.last_status == 429:  # still refused after the retries allowed
+                for kind in kinds:
+                    listing.skipped[kind] = f"{what} skipped: the request budget is spent (HTTP 429)"
+            elif self.http.last_status in NOT_AUTHORIZED_STATUSES:
                 for kind in kinds:
                     listing.skipped[kind] = (
                         f"{what} skipped: the plan does not include them (HTTP {self.http.last_status})"
