@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from django.urls import reverse
 
 from markets import calendar
 from markets.models import TickerEvent
@@ -343,3 +344,16 @@ def test_the_daily_job_stores_events_a_dry_run_stores_none_and_a_failure_does_no
     assert TickerEvent.objects.exists() and set(TickerEvent.objects.values_list("source", flat=True)) == {"demo"}
     start, end = events_window(trading_day)
     assert not TickerEvent.objects.exclude(date__gte=start, date__lte=end).exists()
+
+
+@pytest.mark.django_db
+def test_staff_see_the_stored_events_and_cannot_edit_them(admin_client):
+    now = dt.datetime(2026, 11, 20, 22, tzinfo=dt.UTC)
+    event = TickerEvent.objects.create(
+        symbol="KO", kind="ex_dividend", date=dt.date(2026, 11, 24), amount=0.51, source="polygon", refreshed_at=now
+    )
+    page = admin_client.get(reverse("admin:markets_tickerevent_changelist") + "?q=KO").content.decode()
+    assert "ex dividend" in page and "0.51" in page
+    assert admin_client.get(reverse("admin:markets_tickerevent_add")).status_code == 403
+    change = admin_client.get(reverse("admin:markets_tickerevent_change", args=[event.pk])).content.decode()
+    assert 'name="_save"' not in change
