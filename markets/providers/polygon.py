@@ -311,7 +311,7 @@ class PolygonProvider:
             dividends: dict[Any, dict[str, Any]] = {}
             by_ex = self._events_listing(
                 listing,
-                ("ex_dividend",),
+                "ex_dividend",
                 "dividends by ex-date",
                 self.client.list_dividends,
                 "/v3/reference/dividends",
@@ -320,7 +320,7 @@ class PolygonProvider:
             )
             by_pay = self._events_listing(
                 listing,
-                ("dividend_pay",),
+                "dividend_pay",
                 "dividends by pay date",
                 self.client.list_dividends,
                 "/v3/reference/dividends",
@@ -336,7 +336,7 @@ class PolygonProvider:
             listing.events += _dividend_events(dividends.values(), start, end, listing.listed)
             splits = self._events_listing(
                 listing,
-                ("split",),
+                "split",
                 "splits",
                 self.client.list_splits,
                 "/v3/reference/splits",
@@ -346,7 +346,7 @@ class PolygonProvider:
             listing.events += [e for e in map(_split_event, splits) if e and start <= e.date <= end]
             earnings = self._events_listing(
                 listing,
-                ("earnings",),
+                "earnings",
                 "earnings",
                 self.client.list_benzinga_earnings,
                 "/benzinga/v1/earnings",
@@ -389,35 +389,24 @@ class PolygonProvider:
         raise ProviderError(f"{what}: more than {max_pages} pages")
 
     def _events_listing(
-        self,
-        listing: EventListing,
-        kinds: tuple[str, ...],
-        what: str,
-        method: Callable[..., Any],
-        path: str,
-        **window: str,
+        self, listing: EventListing, kind: str, what: str, method: Callable[..., Any], path: str, **window: str
     ) -> list[dict[str, Any]]:
-        """One event listing's rows; on refusal, a spent budget or failure, none, with the reason on ``listing``."""
+        """One kind's listing; when refused, out of budget or failed, no rows, and the reason on ``listing``."""
         try:
             rows = self._listing(what, method, path, {**window, "limit": EVENTS_PAGE_LIMIT}, max_pages=EVENTS_MAX_PAGES)
         except BudgetSpent as exc:
-            for kind in kinds:
-                listing.skipped[kind] = f"{what} skipped: the request budget is spent ({exc})"
+            listing.skipped[kind] = f"{what} skipped: the request budget is spent ({exc})"
             return []
         except ProviderError as exc:
-            if self.http.last_status == 429:  # still refused after the retries allowed
-                for kind in kinds:
-                    listing.skipped[kind] = f"{what} skipped: the request budget is spent (HTTP 429)"
-            elif self.http.last_status in NOT_AUTHORIZED_STATUSES:
-                for kind in kinds:
-                    listing.skipped[kind] = (
-                        f"{what} skipped: the plan does not include them (HTTP {self.http.last_status})"
-                    )
+            status = self.http.last_status
+            if status == 429:  # still refused after the retries allowed
+                listing.skipped[kind] = f"{what} skipped: the request budget is spent (HTTP 429)"
+            elif status in NOT_AUTHORIZED_STATUSES:
+                listing.skipped[kind] = f"{what} skipped: the plan does not include them (HTTP {status})"
             else:
-                for kind in kinds:
-                    listing.failed[kind] = str(exc)
+                listing.failed[kind] = str(exc)
             return []
-        listing.listed.update(kinds)
+        listing.listed.add(kind)
         return rows
 
     # -- beyond the protocol: the calendar and splits -----------------------------------------------------
