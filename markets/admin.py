@@ -5,7 +5,7 @@ from django.db.models import Count
 
 from walter_site.admin_records import RecordAdmin
 
-from .models import DailyBar, SharedTickerAnalysis, SharedTickerData, Ticker
+from .models import DailyBar, SharedTickerAnalysis, SharedTickerData, Ticker, TickerEvent
 from .providers import ProviderError
 from .services import daily_bars_delete, ticker_history_refetch, ticker_series_republish
 
@@ -99,3 +99,11 @@ class SharedTickerDataAdmin(RecordAdmin):
 class SharedTickerAnalysisAdmin(RecordAdmin):
     list_display = ["ticker", "sort_key"]
     search_fields = ["ticker", "sort_key"]
+
+
+@admin.register(TickerEvent)
+class TickerEventAdmin(RecordAdmin):
+    list_display = ["symbol", "kind", "date", "amount", "ratio", "source", "refreshed_at"]
+    list_filter = ["kind", "source", "date"]
+    search_fields = ["symbol"]
+    date_hierarchy = "date"

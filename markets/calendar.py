@@ -56,6 +56,16 @@ def trading_days_ending(end: dt.date, count: int) -> list[dt.date]:
     return days
 
 
+def trading_days_after(day: dt.date, count: int) -> list[dt.date]:
+    """The ``count`` sessions strictly after ``day``, oldest first."""
+    days: list[dt.date] = []
+    while len(days) < count:
+        day += dt.timedelta(days=1)
+        if is_trading_day(day):
+            days.append(day)
+    return days
+
+
 def trading_days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     """Sessions from ``start`` to ``end``, both included, oldest first."""
     days = []

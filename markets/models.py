@@ -3,6 +3,8 @@
 from django.db import models
 from django.db.models.functions import Upper
 
+from .providers.base import EVENT_KINDS
+
 
 class Ticker(models.Model):
     symbol = models.CharField(max_length=16, unique=True)
@@ -104,3 +106,25 @@ class ListedTicker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.name}"
+
+
+class TickerEvent(models.Model):
+    """A followed ticker's dated event in the coming sessions (a dividend, a split, earnings), as the provider
+    listed it. Every data stage replaces the window it fetched: what the provider no longer lists (a cancelled
+    dividend) is gone."""
+
+    symbol = models.CharField(max_length=16)
+    kind = models.CharField(max_length=16, choices=[(kind, kind.replace("_", " ")) for kind in EVENT_KINDS])
+    date = models.DateField()
+    amount = models.FloatField(null=True, blank=True, help_text="Cash per share, for a dividend.")
+    ratio = models.CharField(max_length=32, blank=True, help_text='"4-for-1", for a split.')
+    source = models.CharField(max_length=32, help_text="The provider that listed it (demo, polygon).")
+    refreshed_at = models.DateTimeField(help_text="When the refresh that listed it ran.")
+
+    class Meta:
+        ordering = ["date", "symbol", "kind"]
+        constraints = [models.UniqueConstraint(fields=["symbol", "kind", "date"], name="ticker_event_key")]
+        indexes = [models.Index(fields=["date"])]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.kind} {self.date}"

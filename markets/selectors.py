@@ -11,12 +11,14 @@ from django.db.models import Case, When
 from django.db.models.functions import Length
 
 from . import calendar, indicators
-from .models import DailyBar, ListedTicker, Ticker
-from .providers.base import TickerInfo
-from .snapshots import CHART_SESSIONS, TickerSnapshot, clean
+from .models import DailyBar, ListedTicker, Ticker, TickerEvent
+from .providers.base import EVENT_KINDS, TickerInfo
+from .snapshots import CHART_SESSIONS, TickerSnapshot, UpcomingEvent, clean
 
 # Enough sessions for the 52-week range and a converged Wilder RSI.
 HISTORY_SESSIONS = 400
+# The card's "Coming up" line looks this many sessions ahead of the session an issue reports on.
+EVENT_SESSIONS = 10
 
 
 @dataclass
@@ -82,6 +84,27 @@ def load_history(symbols: Iterable[str], end: dt.date, sessions: int = HISTORY_S
     return history
 
 
+def events_window(day: dt.date) -> tuple[dt.date, dt.date]:
+    """The days after session ``day`` through its ``EVENT_SESSIONS``-th next session, by the market calendar: the
+    issue that reports on Friday's close is read on Monday, so Monday is the window's first session."""
+    return day + dt.timedelta(days=1), calendar.trading_days_after(day, EVENT_SESSIONS)[-1]
+
+
+def upcoming_events(symbols: Iterable[str], day: dt.date) -> dict[str, tuple[UpcomingEvent, ...]]:
+    """Each ticker's stored events in the window after ``day``, soonest first, from one query."""
+    start, end = events_window(day)
+    rows = TickerEvent.objects.filter(symbol__in=sorted(set(symbols)), date__gte=start, date__lte=end).values_list(
+        "symbol", "kind", "date", "amount", "ratio"
+    )
+    found: dict[str, list[UpcomingEvent]] = {}
+    for symbol, kind, date, amount, ratio in rows:
+        found.setdefault(symbol, []).append(UpcomingEvent(kind=kind, date=date, amount=amount, ratio=ratio))
+    return {
+        symbol: tuple(sorted(events, key=lambda e: (e.date, EVENT_KINDS.index(e.kind))))
+        for symbol, events in found.items()
+    }
+
+
 def ticker_snapshots(
     symbols: Iterable[str],
     day: dt.date,
@@ -104,6 +127,7 @@ def ticker_snapshots(
         latest = indicators.compute_latest(history.closes, history.highs, history.lows, series_sessions=CHART_SESSIONS)
     result = latest
     names = dict(Ticker.objects.filter(symbol__in=history.symbols).values_list("symbol", "name"))
+    events = upcoming_events(history.symbols, day)
     last = -1
     ranks = indicators.rank_by_drawdown(result.drawdown180)
     ranked = int(np.count_nonzero(~np.isnan(ranks)))
@@ -131,6 +155,7 @@ def ticker_snapshots(
             demo=demo or history.sources[i] == "demo",
             flagged=history.flags[i] if as_of == day else "",
             unavailable=unavailable.get(symbol, "") if as_of != day else "",
+            events=events.get(symbol, ()),
             chart_dates=tuple(history.dates[i, chart][chart_mask]),
             chart_closes=tuple(float(x) for x in history.closes[i, chart][chart_mask]),
             chart_sma50=tuple(clean(x, 4) for x in result.sma50_series[i][chart_mask]),

@@ -14,10 +14,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from . import calendar, indicators
-from .models import DailyBar, ListedTicker, Ticker
+from .models import DailyBar, ListedTicker, Ticker, TickerEvent
 from .providers import Bar, MarketDataProvider, ProviderError, get_provider
 from .quality import missing_share_reason, outlier_caution, outlier_sigmas, rejection_reason
-from .selectors import History, load_history
+from .selectors import History, events_window, load_history
 from .shared_tables import SharedTables, get_shared_tables
 from .snapshots import CHART_SESSIONS, clean
 
@@ -27,6 +27,21 @@ logger = logging.getLogger("walter.markets")
 GROUPED_CATCH_UP_LIMIT = 5
 # Stored and refetched adjusted closes further apart than this mean the history was adjusted since (a split).
 ADJUSTMENT_TOLERANCE = 1e-3
+
+
+@dataclass
+class EventsRefresh:
+    """What one refresh of the upcoming events did: a side output of the data stage."""
+
+    start: dt.date
+    end: dt.date
+    stored: int = 0
+    removed: int = 0
+    requests: int = 0
+    #: Kinds left out on purpose and why (the plan does not include earnings): worth knowing, not a failure.
+    notes: list[str] = field(default_factory=list)
+    #: Why some or all of the listing failed; the events stored before stay as they were.
+    error: str = ""
 
 
 @dataclass
@@ -50,6 +65,7 @@ class MarketUpdate:
     # the outlier check, the shared-table publish and the email's numbers all read these.
     history: History | None = None
     latest: indicators.LatestIndicators | None = None
+    events: EventsRefresh | None = None  # the upcoming events' refresh, when it ran
 
     @property
     def unavailable(self) -> dict[str, str]:
@@ -187,6 +203,7 @@ def market_data_update(
     provider: MarketDataProvider | None = None,
     shared_tables: SharedTables | None = None,
     publish: bool = True,
+    events: bool = False,
 ) -> MarketUpdate:
     """Bring every followed ticker's history up to session ``day`` and publish it to the shared tables.
 
@@ -195,7 +212,8 @@ def market_data_update(
     be fetched is recorded as failed and the others go on; one with no bar for ``day`` is stale, never shown with
     an older day's numbers as today's. Publishing is a side output: when the shared tables fail, the failure is
     recorded and what was not published goes out with the next update. ``publish=False`` (a dry run) writes
-    nothing to them.
+    nothing to them. With ``events`` (the daily job, unless a dry run), the coming sessions' events are refreshed
+    last, after the prices they must never delay, and only when the session's market data was had.
     """
     provider = provider or get_provider()
     shared_tables = shared_tables or get_shared_tables()
@@ -287,7 +305,68 @@ def market_data_update(
         Ticker.objects.filter(symbol__in=full_series).update(published_through=None)
     if publish:
         shared_data_publish_pending(symbols=symbols, day=day, shared_tables=shared_tables, update=update)
+    if events and not (update.market_error or update.no_data or update.closed):
+        update.events = ticker_events_refresh(day=day, symbols=symbols, provider=provider)
     return update
+
+
+def ticker_events_refresh(
+    *, day: dt.date, symbols: Sequence[str], provider: MarketDataProvider | None = None
+) -> EventsRefresh:
+    """Replace ``symbols``' stored events in the window after session ``day`` with what the provider lists now.
+
+    The provider lists the whole market's events by date window, so the requests do not grow with the followed
+    tickers. Only kinds listed whole are replaced: a kind skipped or failed keeps what was stored. A side output:
+    a failure is recorded on the result, never raised.
+    """
+    provider = provider or get_provider()
+    start, end = events_window(day)
+    refresh = EventsRefresh(start=start, end=end)
+    try:
+        listing = provider.upcoming_events(start, end)
+    except Exception as exc:  # a side output: recorded, retried by the next run, never stops email
+        refresh.error = f"upcoming events not refreshed: {type(exc).__name__}: {exc}"
+        logger.warning("%s", refresh.error)
+        return refresh
+    refresh.requests = listing.requests
+    refresh.notes = [listing.skipped[kind] for kind in sorted(listing.skipped)]
+    if listing.failed:
+        refresh.error = "; ".join(why for _, why in sorted(listing.failed.items()))
+        logger.warning("upcoming events partly failed: %s", refresh.error)
+    wanted = {s.strip().upper() for s in symbols}
+    now = timezone.now()
+    # One row per key, even if the provider lists an event twice.
+    rows = {
+        (e.symbol, e.kind, e.date): TickerEvent(
+            symbol=e.symbol,
+            kind=e.kind,
+            date=e.date,
+            amount=e.amount,
+            ratio=e.ratio,
+            source=provider.source,
+            refreshed_at=now,
+        )
+        for e in listing.events
+        if e.symbol in wanted and e.kind in listing.listed and start <= e.date <= end
+    }
+    stored = TickerEvent.objects.filter(
+        symbol__in=sorted(wanted), kind__in=sorted(listing.listed), date__gte=start, date__lte=end
+    )
+    with transaction.atomic():
+        before = set(stored.values_list("symbol", "kind", "date"))
+        stored.delete()
+        TickerEvent.objects.bulk_create(rows.values(), batch_size=1000)
+    refresh.stored = len(rows)
+    refresh.removed = len(before - set(rows))
+    logger.info(
+        "upcoming events %s..%s: %d stored, %d removed, %d requests",
+        start,
+        end,
+        refresh.stored,
+        refresh.removed,
+        refresh.requests,
+    )
+    return refresh
 
 
 def shared_data_publish_pending(

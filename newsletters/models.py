@@ -171,6 +171,11 @@ class DailyRun(models.Model):
     estimated_cost_usd = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     durations = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
     errors = models.JSONField(default=dict, blank=True, help_text="Per stage, what failed and why.")
+    notes = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What was left out on purpose and why (a plan without earnings): no failure.",
+    )
     summary = models.TextField(blank=True)
 
     class Meta:

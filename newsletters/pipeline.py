@@ -109,7 +109,12 @@ def daily_run(
         if "data" in stages:
             started = time.monotonic()
             update = market_data_update(
-                day=day, symbols=symbols, provider=provider, shared_tables=shared_tables, publish=not dry_run
+                day=day,
+                symbols=symbols,
+                provider=provider,
+                shared_tables=shared_tables,
+                publish=not dry_run,
+                events=not dry_run,
             )
             run.tickers_updated = len(update.updated) + len(update.backfilled)
             run.tickers_stale = len(update.stale)
@@ -118,6 +123,10 @@ def daily_run(
                 errors["data"] = {**update.failed, **update.rejected}
             if update.publish_error:
                 errors["shared_tables"] = update.publish_error
+            if update.events and update.events.error:  # a side output: the cards go without what failed
+                errors["events"] = update.events.error
+            if update.events and update.events.notes:
+                run.notes["events"] = update.events.notes
             if not dry_run:
                 try:
                     # A side output for the web's search, after the market's data so it never delays it; once a day.

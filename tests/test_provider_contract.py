@@ -14,7 +14,7 @@ import pytest
 from django.core.cache import cache
 
 from markets import calendar
-from markets.providers.base import Bar, MarketDataProvider
+from markets.providers.base import EVENT_KINDS, Bar, EventListing, MarketDataProvider
 from markets.providers.demo import DemoProvider
 from markets.providers.polygon import PolygonProvider
 from tests.fakes.polygon_server import FakePolygon
@@ -40,6 +40,8 @@ def case(request) -> Iterator[Case]:
     sessions = calendar.trading_days_between(SESSION - dt.timedelta(days=120), SESSION)
     server.add_random_walks(["AAPL", "MSFT"], sessions)
     server.names["AAPL"] = "Apple Inc."
+    server.add_dividend("AAPL", SESSION + dt.timedelta(days=5), SESSION + dt.timedelta(days=12), 0.26)
+    server.splits.append({"ticker": "MSFT", "execution_date": "2026-11-30", "split_from": 1, "split_to": 2})
     provider = PolygonProvider(
         api_key="test-key",
         base_url=server.url,
@@ -91,3 +93,20 @@ def test_list_tickers_lists_every_symbol_once_in_order_with_its_name(case):
     symbols = [t.symbol for t in listed]
     assert len(symbols) == len(set(symbols)) and symbols == sorted(symbols)
     assert case.name_fragment in {t.symbol: t.name for t in listed}[case.known].upper()
+
+
+def test_upcoming_events_of_a_window_come_soonest_first_and_every_kind_is_accounted_for(case):
+    start, end = SESSION + dt.timedelta(days=1), SESSION + dt.timedelta(days=100)
+    listing = case.provider.upcoming_events(start, end)
+    assert isinstance(listing, EventListing)
+    # Each kind was listed whole, skipped on purpose (a plan without it) or failed, and says so.
+    assert listing.listed | set(listing.skipped) | set(listing.failed) == set(EVENT_KINDS)
+    events = listing.events
+    assert events == sorted(events, key=lambda e: (e.date, EVENT_KINDS.index(e.kind), e.symbol))
+    assert case.known in {e.symbol for e in events}
+    for event in events:
+        assert start <= event.date <= end and event.kind in listing.listed and event.symbol == event.symbol.upper()
+        assert (event.amount is None or event.amount > 0) if "dividend" in event.kind else event.amount is None
+        assert bool(event.ratio) == (event.kind == "split")
+    narrower = case.provider.upcoming_events(start, start + dt.timedelta(days=30)).events
+    assert set(narrower) == {e for e in events if e.date <= start + dt.timedelta(days=30)}

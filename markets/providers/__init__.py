@@ -2,9 +2,17 @@
 
 from walter_site.backends import load_backend
 
-from .base import Bar, MarketDataProvider, ProviderError, TickerInfo
+from .base import Bar, EventListing, MarketDataProvider, MarketEvent, ProviderError, TickerInfo
 
-__all__ = ["Bar", "MarketDataProvider", "ProviderError", "TickerInfo", "get_provider"]
+__all__ = [
+    "Bar",
+    "EventListing",
+    "MarketDataProvider",
+    "MarketEvent",
+    "ProviderError",
+    "TickerInfo",
+    "get_provider",
+]
 
 
 def get_provider() -> MarketDataProvider:

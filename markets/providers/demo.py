@@ -14,7 +14,7 @@ import numpy as np
 
 from markets import calendar
 
-from .base import Bar, TickerInfo
+from .base import EVENT_KINDS, Bar, EventListing, MarketEvent, TickerInfo
 
 DEMO_UNIVERSE: dict[str, str] = {
     "AAPL": "Apple Inc.",
@@ -73,6 +73,12 @@ DEMO_UNIVERSE: dict[str, str] = {
 # The synthetic history starts here; any later session has a bar.
 DEMO_EPOCH = dt.date(2015, 1, 2)
 
+# DEMO DATA events: a quarterly rhythm per symbol, so each card shows a dividend or earnings date now and then.
+DEMO_EVENT_PERIOD_DAYS = 91
+DEMO_PAY_AFTER_EX_DAYS = 14
+DEMO_EARNINGS_OFFSET_DAYS = 45
+DEMO_FUNDS = frozenset({"SPY", "QQQ"})  # funds pay dividends but report no earnings
+
 
 def _seed(symbol: str) -> int:
     return int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "big")
@@ -109,6 +115,48 @@ def _series(symbol: str, last: dt.date) -> tuple[tuple[dt.date, ...], np.ndarray
     return days, np.column_stack([open_, high, low, close, volume])
 
 
+def _on_or_after(day: dt.date) -> dt.date:
+    while not calendar.is_trading_day(day):
+        day += dt.timedelta(days=1)
+    return day
+
+
+def _quarterly(symbol: str, offset: int, start: dt.date, end: dt.date) -> list[dt.date]:
+    """The sessions of ``symbol``'s quarterly rhythm (shifted by ``offset`` days) from ``start`` to ``end``.
+
+    A date depends only on the symbol, never on the window asked for, so overlapping windows agree.
+    """
+    phase = (_seed(symbol) + offset) % DEMO_EVENT_PERIOD_DAYS
+    # Start a period early: an anchor on a weekend or holiday rolls forward into the window.
+    first = start.toordinal() - DEMO_EVENT_PERIOD_DAYS
+    anchor = first + (phase - first) % DEMO_EVENT_PERIOD_DAYS
+    dates = []
+    while anchor <= end.toordinal():
+        day = _on_or_after(dt.date.fromordinal(anchor))
+        if start <= day <= end:
+            dates.append(day)
+        anchor += DEMO_EVENT_PERIOD_DAYS
+    return dates
+
+
+def _demo_events(symbol: str, start: dt.date, end: dt.date) -> list[MarketEvent]:
+    seed = _seed(symbol)
+    events = []
+    if seed % 3:  # two symbols in three pay a dividend
+        amount = round(0.05 + (seed >> 8) % 120 / 100, 2)
+        for ex in _quarterly(symbol, 0, start - dt.timedelta(days=DEMO_PAY_AFTER_EX_DAYS + 7), end):
+            pay = _on_or_after(ex + dt.timedelta(days=DEMO_PAY_AFTER_EX_DAYS))
+            if start <= ex:
+                events.append(MarketEvent(symbol, "ex_dividend", ex, amount=amount))
+            if start <= pay <= end:
+                events.append(MarketEvent(symbol, "dividend_pay", pay, amount=amount))
+    if symbol not in DEMO_FUNDS:
+        events += [
+            MarketEvent(symbol, "earnings", d) for d in _quarterly(symbol, DEMO_EARNINGS_OFFSET_DAYS, start, end)
+        ]
+    return events
+
+
 def _bar(symbol: str, day: dt.date, row: np.ndarray) -> Bar:
     o, h, lo, c, v = (round(float(x), 4) for x in row)
     return Bar(symbol=symbol, date=day, open=o, high=h, low=lo, close=c, volume=v, vwap=round((h + lo + c) / 3, 4))
@@ -139,3 +187,10 @@ class DemoProvider:
 
     def list_tickers(self) -> list[TickerInfo]:
         return [TickerInfo(symbol=s, name=n) for s, n in sorted(self.universe.items())]
+
+    def upcoming_events(self, start: dt.date, end: dt.date) -> EventListing:
+        """DEMO DATA: a deterministic quarterly dividend for some symbols and earnings for every company; no
+        splits, since the synthetic prices never split."""
+        events = [e for symbol in sorted(self.universe) for e in _demo_events(symbol, start, end)]
+        events.sort(key=lambda e: (e.date, EVENT_KINDS.index(e.kind), e.symbol))
+        return EventListing(events=events, listed=set(EVENT_KINDS))

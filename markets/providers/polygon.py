@@ -12,11 +12,12 @@ retries are switched off so that no request escapes the budget.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
@@ -30,7 +31,7 @@ from massive.exceptions import BadResponse
 from walter_site.ratelimit import Pacer, PacerBusy
 from walter_site.retrying import backoff_delay, retry_after_seconds
 
-from .base import Bar, ProviderError, TickerInfo
+from .base import EVENT_KINDS, Bar, EventListing, MarketEvent, ProviderError, TickerInfo
 
 logger = logging.getLogger("walter.markets.polygon")
 
@@ -45,6 +46,18 @@ AGGS_PAGE_LIMIT = 50_000
 # (about 12 pages hold every listed US stock).
 TICKER_PAGE_LIMIT = 1000
 TICKER_MAX_PAGES = 100
+# Upcoming events: the market's dividends, splits and earnings of two weeks fit in a few pages of 1,000.
+EVENTS_PAGE_LIMIT = 1000
+EVENTS_MAX_PAGES = 20
+# Events are a side output: a request of theirs waits at most this long for a slot of the shared budget, then
+# they are skipped for the day (on the free plan's 5 requests a minute, prices and the directory come first).
+EVENTS_MAX_WAIT = 30.0
+# Answers that mean "your plan does not include this" rather than "something broke".
+NOT_AUTHORIZED_STATUSES = frozenset({401, 403})
+
+
+class BudgetSpent(ProviderError):
+    """No slot of the request budget within the wait allowed (the shared pacer, or a long Retry-After)."""
 
 
 class PacedHTTP:
@@ -82,7 +95,7 @@ class PacedHTTP:
             try:
                 self.pacer.acquire(max_wait=self.max_wait)
             except PacerBusy as exc:
-                raise ProviderError(str(exc)) from exc
+                raise BudgetSpent(str(exc)) from exc
             self.requests += 1
             try:
                 response = self.pool.request(method, url, retries=False, **kwargs)
@@ -101,7 +114,7 @@ class PacedHTTP:
             if response.status == 429:
                 wait = retry_after_seconds(response.headers, self.retry_after_default)
                 if wait > self.retry_after_max:
-                    raise ProviderError(f"rate limited for {wait:.0f}s (Retry-After), more than allowed")
+                    raise BudgetSpent(f"rate limited for {wait:.0f}s (Retry-After), more than allowed")
                 logger.warning("polygon answered 429; every process waits %.1fs", wait)
                 # Deferring the shared pacer holds back every process, not only this one.
                 self.pacer.defer(wait)
@@ -264,38 +277,137 @@ class PolygonProvider:
         return [bars[d] for d in sorted(bars)]
 
     def list_tickers(self) -> list[TickerInfo]:
-        """Every active US stock, a page of 1,000 per request (about a dozen), following `next_url`.
-
-        The pages are walked here rather than by the client's iterator, which ends quietly on a malformed page: a
-        list cut short must fail, not pass for the whole market and shrink the directory.
-        """
+        """Every active US stock, a page of 1,000 per request (about a dozen), following `next_url`."""
         what = "ticker list"
         found: dict[str, TickerInfo] = {}
-        kwargs: dict[str, Any] = {"market": "stocks", "active": True, "limit": TICKER_PAGE_LIMIT}
-        for page in range(1, TICKER_MAX_PAGES + 1):
-            payload = self._json(what, self._call(what, self.client.list_tickers, raw=True, **kwargs))
+        rows = self._listing(
+            what,
+            self.client.list_tickers,
+            "/v3/reference/tickers",
+            {"market": "stocks", "active": True, "limit": TICKER_PAGE_LIMIT},
+            max_pages=TICKER_MAX_PAGES,
+        )
+        for row in rows:
+            symbol = str(row.get("ticker") or "").strip().upper()
+            if symbol and row.get("active", True) is not False:
+                found[symbol] = TickerInfo(symbol=symbol, name=str(row.get("name") or "")[:200])
+        if not found:
+            raise ProviderError(f"{what}: no tickers listed")
+        return sorted(found.values(), key=lambda t: t.symbol)
+
+    def upcoming_events(self, start: dt.date, end: dt.date) -> EventListing:
+        """The market's dividends (by ex-date and by pay date), splits and earnings from ``start`` to ``end``.
+
+        Four listings by date window, whatever the number of followed tickers. Each kind stands alone: one the
+        plan refuses (Benzinga earnings are an add-on: 403 NOT_AUTHORIZED) or the request budget cannot fit is
+        skipped with the reason; one that breaks is recorded as failed; the others are still listed.
+        """
+        listing = EventListing()
+        before = self.requests
+        window = {"gte": start.isoformat(), "lte": end.isoformat()}
+        saved_wait = self.http.max_wait
+        self.http.max_wait = min(saved_wait, EVENTS_MAX_WAIT) if saved_wait is not None else EVENTS_MAX_WAIT
+        try:
+            dividends: dict[Any, dict[str, Any]] = {}
+            by_ex = self._events_listing(
+                listing,
+                "ex_dividend",
+                "dividends by ex-date",
+                self.client.list_dividends,
+                "/v3/reference/dividends",
+                ex_dividend_date_gte=window["gte"],
+                ex_dividend_date_lte=window["lte"],
+            )
+            by_pay = self._events_listing(
+                listing,
+                "dividend_pay",
+                "dividends by pay date",
+                self.client.list_dividends,
+                "/v3/reference/dividends",
+                pay_date_gte=window["gte"],
+                pay_date_lte=window["lte"],
+            )
+            for row in by_ex + by_pay:
+                # The two listings overlap (a dividend with both dates in the window), and Polygon may list one twice.
+                key = row.get("id") or tuple(
+                    row.get(k) for k in ("ticker", "ex_dividend_date", "pay_date", "cash_amount")
+                )
+                dividends[key] = row
+            listing.events += _dividend_events(dividends.values(), start, end, listing.listed)
+            splits = self._events_listing(
+                listing,
+                "split",
+                "splits",
+                self.client.list_splits,
+                "/v3/reference/splits",
+                execution_date_gte=window["gte"],
+                execution_date_lte=window["lte"],
+            )
+            listing.events += [e for e in map(_split_event, splits) if e and start <= e.date <= end]
+            earnings = self._events_listing(
+                listing,
+                "earnings",
+                "earnings",
+                self.client.list_benzinga_earnings,
+                "/benzinga/v1/earnings",
+                date_gte=window["gte"],
+                date_lte=window["lte"],
+            )
+            listing.events += [e for e in map(_earnings_event, earnings) if e and start <= e.date <= end]
+        finally:
+            self.http.max_wait = saved_wait
+            listing.requests = self.requests - before
+        listing.events.sort(key=lambda e: (e.date, EVENT_KINDS.index(e.kind), e.symbol))
+        return listing
+
+    # -- plumbing for listings ----------------------------------------------------------------------------
+
+    def _listing(
+        self, what: str, method: Callable[..., Any], path: str, kwargs: dict[str, Any], *, max_pages: int
+    ) -> list[dict[str, Any]]:
+        """Every row of a paginated listing, following `next_url`, or ProviderError.
+
+        The pages are walked here rather than by the client's iterator, which ends quietly on a malformed page: a
+        list cut short must fail, not pass for the whole of it.
+        """
+        rows: list[dict[str, Any]] = []
+        for page in range(1, max_pages + 1):
+            payload = self._json(what, self._call(what, method, raw=True, **kwargs))
             if not isinstance(payload, dict) or not isinstance(payload.get("results", []), list):
                 raise ProviderError(f"{what}: unexpected answer on page {page}")
-            for row in payload.get("results", []):
-                symbol = str(row.get("ticker") or "").strip().upper() if isinstance(row, dict) else ""
-                if symbol and row.get("active", True) is not False:
-                    found[symbol] = TickerInfo(symbol=symbol, name=str(row.get("name") or "")[:200])
+            rows += [row for row in payload.get("results", []) if isinstance(row, dict)]
             next_url = payload.get("next_url")
             if not next_url:
-                if not found:
-                    raise ProviderError(f"{what}: no tickers listed")
-                return sorted(found.values(), key=lambda t: t.symbol)
+                return rows
             parts = urlsplit(str(next_url))
-            if parts.path != "/v3/reference/tickers":
+            if parts.path != path:
                 raise ProviderError(f"{what}: unexpected next_url on page {page}")
-            # The cursor carries the query: send exactly what next_url holds, nothing of the first page's.
-            kwargs = {
-                "limit": None,
-                "sort": None,
-                "order": None,
-                "params": dict(parse_qsl(parts.query, keep_blank_values=True)),
-            }
-        raise ProviderError(f"{what}: more than {TICKER_MAX_PAGES} pages")
+            # The cursor carries the query: send exactly what next_url holds, nothing of the first page's (the
+            # client's own defaults included, where it has them).
+            kwargs = {name: None for name in ("limit", "sort", "order") if name in inspect.signature(method).parameters}
+            kwargs["params"] = dict(parse_qsl(parts.query, keep_blank_values=True))
+        raise ProviderError(f"{what}: more than {max_pages} pages")
+
+    def _events_listing(
+        self, listing: EventListing, kind: str, what: str, method: Callable[..., Any], path: str, **window: str
+    ) -> list[dict[str, Any]]:
+        """One kind's listing; when refused, out of budget or failed, no rows, and the reason on ``listing``."""
+        try:
+            rows = self._listing(what, method, path, {**window, "limit": EVENTS_PAGE_LIMIT}, max_pages=EVENTS_MAX_PAGES)
+        except BudgetSpent as exc:
+            listing.skipped[kind] = f"{what} skipped: the request budget is spent ({exc})"
+            return []
+        except ProviderError as exc:
+            status = self.http.last_status
+            if status == 429:  # still refused after the retries allowed
+                listing.skipped[kind] = f"{what} skipped: the request budget is spent (HTTP 429)"
+            elif status in NOT_AUTHORIZED_STATUSES:
+                listing.skipped[kind] = f"{what} skipped: the plan does not include them (HTTP {status})"
+            else:
+                listing.failed[kind] = str(exc)
+            return []
+        listing.listed.add(kind)
+        return rows
 
     # -- beyond the protocol: the calendar and splits -----------------------------------------------------
 
@@ -341,3 +453,61 @@ class PolygonProvider:
             except ValueError:
                 continue
         return sorted(dates)
+
+
+def _date(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _symbol(row: dict[str, Any]) -> str:
+    return str(row.get("ticker") or "").strip().upper()
+
+
+def _dividend_events(
+    rows: Iterable[dict[str, Any]], start: dt.date, end: dt.date, listed: set[str]
+) -> list[MarketEvent]:
+    """Ex-date and pay-date events of the dividends listed; two dividends of one ticker on one date add up (a
+    regular and a special one), as the holder receives both. Only kinds whose listing was whole are kept."""
+    amounts: dict[tuple[str, str, dt.date], float | None] = {}
+    for row in rows:
+        symbol = _symbol(row)
+        if not symbol:
+            continue
+        cash = _number(row.get("cash_amount"))
+        # The card writes dollars: an amount in another currency is left out rather than shown as dollars.
+        amount = cash if cash is not None and str(row.get("currency") or "USD").upper() == "USD" else None
+        for kind, field_name in (("ex_dividend", "ex_dividend_date"), ("dividend_pay", "pay_date")):
+            day = _date(row.get(field_name))
+            if kind not in listed or day is None or not start <= day <= end:
+                continue
+            key = (symbol, kind, day)
+            if key in amounts:
+                known = amounts[key]
+                amounts[key] = None if known is None or amount is None else known + amount
+            else:
+                amounts[key] = amount
+    return [
+        MarketEvent(symbol, kind, day, amount=None if amount is None else round(amount, 6))
+        for (symbol, kind, day), amount in amounts.items()
+    ]
+
+
+def _split_event(row: dict[str, Any]) -> MarketEvent | None:
+    day, split_from, split_to = (
+        _date(row.get("execution_date")),
+        _number(row.get("split_from")),
+        _number(row.get("split_to")),
+    )
+    if not _symbol(row) or day is None or not split_from or not split_to:
+        return None
+    return MarketEvent(_symbol(row), "split", day, ratio=f"{split_to:g}-for-{split_from:g}")
+
+
+def _earnings_event(row: dict[str, Any]) -> MarketEvent | None:
+    day = _date(row.get("date"))
+    if not _symbol(row) or day is None:
+        return None
+    return MarketEvent(_symbol(row), "earnings", day)

@@ -129,6 +129,20 @@ def facts(snapshot: TickerSnapshot) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def event_facts(snapshot: TickerSnapshot) -> list[dict[str, Any]]:
+    """The upcoming events the model is given, soonest first: kind, date, a dividend's cash per share, a split's
+    ratio. Their numbers are grounded like the snapshot's."""
+    found = []
+    for event in snapshot.events:
+        fact: dict[str, Any] = {"kind": event.kind, "date": event.date.isoformat()}
+        if event.amount is not None:
+            fact["cash_per_share"] = _round(event.amount, 4)
+        if event.ratio:
+            fact["ratio"] = event.ratio
+        found.append(fact)
+    return found
+
+
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
@@ -149,7 +163,10 @@ def ungrounded_numbers(text: str, snapshot: TickerSnapshot, *, articles: bool = 
     percents = [abs(known[k]) for k in PERCENT_FACTS if k in known]
     prices = [abs(known[k]) for k in PRICE_FACTS if k in known]
     rsi = [known[k] for k in RSI_FACTS if k in known]
-    sessions = {d for d in (snapshot.date, snapshot.as_of) if d}
+    # The upcoming events' dates, cash amounts and split ratios are data too.
+    prices += [abs(e.amount) for e in snapshot.events if e.amount is not None]
+    ratio_numbers = {float(n) for e in snapshot.events for n in re.findall(r"\d+(?:\.\d+)?", e.ratio)}
+    sessions = {d for d in (snapshot.date, snapshot.as_of) if d} | {e.date for e in snapshot.events}
     problems: list[str] = []
 
     def session_or_stated(month: int, day: int, year: int | None) -> bool:
@@ -195,6 +212,7 @@ def ungrounded_numbers(text: str, snapshot: TickerSnapshot, *, articles: bool = 
             or _matches(written, decimals, stated.numbers + stated.percents)
             or (decimals == 0 and written in WINDOWS | RSI_THRESHOLDS)
             or (decimals == 0 and written in {d.year for d in sessions})
+            or written in ratio_numbers
         ):
             problems.append(f"{match[0].strip()} is not a number in the data")
     return problems

@@ -39,7 +39,7 @@ from walter_site.retrying import backoff_delay, retry_after_seconds
 
 from .base import AnalysisResult, AnalystError
 from .concurrency import NEUTRAL, OK, OVERLOAD, AdaptiveLimit
-from .grounding import facts, published_utc, supplied_articles
+from .grounding import event_facts, facts, published_utc, supplied_articles
 from .replies import SCHEMA, InvalidReply, extract_json, reply_token_budget, validate
 
 logger = logging.getLogger("walter.analysis")
@@ -65,6 +65,15 @@ class _Formats:
 # Per server, for the life of the process.
 _servers: dict[tuple[str, str], _Formats] = {}
 _servers_lock = threading.Lock()
+
+
+def prompt_facts(snapshot: TickerSnapshot) -> dict[str, Any]:
+    """The facts the prompt shows: the snapshot's numbers, and its upcoming events when it has any."""
+    found = facts(snapshot)
+    events = event_facts(snapshot)
+    if events:
+        found["upcoming_events"] = events
+    return found
 
 
 def _formats_of(base_url: str, model: str) -> _Formats:
@@ -177,7 +186,7 @@ class LLMAnalyst:
             symbol=snapshot.symbol,
             name=snapshot.name or snapshot.symbol,
             date=snapshot.date.isoformat(),
-            facts=json.dumps(facts(snapshot), indent=1),
+            facts=json.dumps(prompt_facts(snapshot), indent=1),
             articles=articles_block(snapshot),
         )
         return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]

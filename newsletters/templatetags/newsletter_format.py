@@ -1,6 +1,10 @@
 """Number formats of the newsletter: one place, so the HTML and the text twin always agree."""
 
+from collections.abc import Iterable
+
 from django import template
+
+from markets.snapshots import UpcomingEvent
 
 register = template.Library()
 DASH = "—"
@@ -42,3 +46,30 @@ def direction(value: float | None, digits: int = 2) -> str:
         return ""
     shown = round(float(value), int(digits))
     return "up" if shown > 0 else "down" if shown < 0 else "flat"
+
+
+def dividend(value: float) -> str:
+    """Cash per share: cents, or more decimals when the amount has them ($0.26, $0.59375 → $0.5938)."""
+    text = f"{value:,.4f}".rstrip("0")
+    return text + "0" * (2 - len(text.split(".")[1]))
+
+
+@register.filter
+def coming_up(events: Iterable[UpcomingEvent]) -> str:
+    """The card's line of upcoming events: "Ex-dividend Dec 5, $0.26 · Pays Dec 12 · Split 4-for-1 Dec 8"."""
+    events = list(events)
+    shows_ex_date = any(e.kind == "ex_dividend" for e in events)
+    parts = []
+    for event in events:
+        day = f"{event.date:%b} {event.date.day}"
+        # The amount goes with the ex-date; the pay date carries it only when no ex-date is coming (it is past).
+        amount = f", ${dividend(event.amount)}" if event.amount is not None else ""
+        if event.kind == "ex_dividend":
+            parts.append(f"Ex-dividend {day}{amount}")
+        elif event.kind == "dividend_pay":
+            parts.append(f"Pays {day}{'' if shows_ex_date else amount}")
+        elif event.kind == "split":
+            parts.append(f"Split {event.ratio} {day}" if event.ratio else f"Split {day}")
+        elif event.kind == "earnings":
+            parts.append(f"Earnings {day}")
+    return " · ".join(parts)

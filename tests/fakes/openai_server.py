@@ -72,8 +72,9 @@ def recorded(name: str) -> Reply:
 def facts_in(messages: list[dict[str, str]]) -> dict[str, Any]:
     """The facts object of the prompt (the JSON that follows the line naming the session)."""
     user = next(m["content"] for m in messages if m["role"] == "user")
-    match = re.search(r"\{.*?\}", user, re.S)
-    return json.loads(match.group(0)) if match else {}
+    start = user.find("{")
+    # Decoded whole, not matched up to the first "}": the facts hold nested objects (the upcoming events).
+    return json.JSONDecoder().raw_decode(user, start)[0] if start >= 0 else {}
 
 
 def good_analysis(messages: list[dict[str, str]]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ so tests can count them.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -60,6 +61,11 @@ class FakePolygon:
         self.names: dict[str, str] = {}
         self.holidays: list[dict[str, str]] | None = None  # None: replay the recorded upcoming holidays
         self.splits: list[dict[str, Any]] = []
+        self.dividends: list[dict[str, Any]] = []  # Polygon's dividend records (see add_dividend)
+        # Benzinga earnings records; None: the plan does not include them and the server answers 403 NOT_AUTHORIZED,
+        # as Polygon does for every plan without the Benzinga add-on.
+        self.earnings: list[dict[str, Any]] | None = None
+        self.event_page_cap = 1000  # dividend, split and earnings pages hold at most this many results
         self.unpublished: set[dt.date] = set()  # grouped daily answers "no results" for these dates
         self.page_cap = 1000  # ticker search pages hold at most this many results, like Polygon's own cap
         self.scripts: list[tuple[str, deque[Reply]]] = []
@@ -173,6 +179,46 @@ class FakePolygon:
                 series[d] = (o / ratio, h / ratio, lo / ratio, c / ratio, v * ratio)
         self.splits.append({"ticker": symbol, "execution_date": day.isoformat(), "split_from": 1, "split_to": ratio})
 
+    def add_dividend(
+        self, symbol: str, ex_date: dt.date, pay_date: dt.date, amount: float, *, currency: str = "USD"
+    ) -> dict[str, Any]:
+        """A cash dividend record, shaped like Polygon's (tests/fixtures/polygon/v3_reference_dividends.json)."""
+        record = {
+            "cash_amount": amount,
+            "currency": currency,
+            "declaration_date": (ex_date - dt.timedelta(days=30)).isoformat(),
+            "dividend_type": "CD",
+            "ex_dividend_date": ex_date.isoformat(),
+            "frequency": 4,
+            "id": f"E{len(self.dividends):06d}{symbol}",
+            "pay_date": pay_date.isoformat(),
+            "record_date": ex_date.isoformat(),
+            "ticker": symbol,
+        }
+        self.dividends.append(record)
+        return record
+
+    def add_earnings(self, symbol: str, day: dt.date) -> None:
+        """An earnings date, shaped like a Benzinga earnings record (the fields the `massive` client reads)."""
+        if self.earnings is None:
+            self.earnings = []
+        self.earnings.append(
+            {
+                "benzinga_id": f"bz{len(self.earnings):06d}",
+                "ticker": symbol,
+                "company_name": self.names.get(symbol, f"{symbol} Holdings Inc."),
+                "date": day.isoformat(),
+                "time": "16:05:00",
+                "date_status": "projected",
+                "fiscal_period": "Q4",
+                "fiscal_year": day.year,
+                "importance": 3,
+                "currency": "USD",
+                "estimated_eps": 1.23,
+                "last_updated": f"{day.isoformat()}T00:00:00Z",
+            }
+        )
+
     def count(self, path_prefix: str = "") -> int:
         return sum(1 for r in self.requests if r.path.startswith(path_prefix))
 
@@ -226,7 +272,20 @@ class FakePolygon:
         if path == "/v3/reference/tickers":
             return self._search(query)
         if path == "/v3/reference/splits":
-            return self._splits(query)
+            return self._listing(path, query, self.splits)
+        if path == "/v3/reference/dividends":
+            return self._listing(path, query, self.dividends)
+        if path == "/benzinga/v1/earnings":
+            if self.earnings is None:
+                return Reply(
+                    403,
+                    {
+                        "status": "NOT_AUTHORIZED",
+                        "request_id": "fake",
+                        "message": "You are not entitled to this data. Please upgrade your plan at https://polygon.io/pricing",
+                    },
+                )
+            return self._listing(path, query, self.earnings)
         if path == "/v1/marketstatus/upcoming" and self.holidays is not None:
             return Reply(body=self.holidays)
         if m := DETAILS.match(path):
@@ -354,11 +413,34 @@ class FakePolygon:
             )
         return Reply(body=body)
 
-    def _splits(self, query: dict[str, list[str]]) -> Reply:
-        ticker = (query.get("ticker") or [""])[0]
-        since = (query.get("execution_date.gte") or ["0000-00-00"])[0]
-        results = [s for s in self.splits if (not ticker or s["ticker"] == ticker) and s["execution_date"] >= since]
-        return Reply(body={"results": results, "status": "OK", "request_id": "fake"})
+    def _listing(self, path: str, query: dict[str, list[str]], records: list[dict[str, Any]]) -> Reply:
+        """A reference listing filtered like Polygon's (``field``, ``field.gte`` ... on any field), in pages of
+        ``limit`` (at most ``event_page_cap``) with a `next_url` whose opaque cursor carries the query."""
+        if query.get("cursor"):
+            query = parse_qs(base64.urlsafe_b64decode(query["cursor"][0]).decode())
+        offset = int((query.get("offset") or ["0"])[0])
+        limit = min(int((query.get("limit") or ["10"])[0]), self.event_page_cap)
+        tests = {
+            "": lambda a, b: a == b,
+            "gte": lambda a, b: a >= b,
+            "lte": lambda a, b: a <= b,
+            "gt": lambda a, b: a > b,
+            "lt": lambda a, b: a < b,
+        }
+        filters = []
+        for key, values in query.items():
+            name, _, op = key.partition(".")
+            if key in ("limit", "offset", "sort", "order", "apiKey") or op not in tests:
+                continue
+            filters.append((name, tests[op], values[0]))
+        matches = [r for r in records if all(str(r.get(n, "")) and test(str(r.get(n)), v) for n, test, v in filters)]
+        page = matches[offset : offset + limit]
+        body: dict[str, Any] = {"results": page, "status": "OK", "request_id": "fake", "count": len(page)}
+        if offset + limit < len(matches):
+            carried = {k: v[0] for k, v in query.items() if k != "offset"} | {"offset": offset + limit}
+            cursor = base64.urlsafe_b64encode(urlencode(carried).encode()).decode()
+            body["next_url"] = f"https://api.polygon.io{path}?cursor={cursor}"
+        return Reply(body=body)
 
 
 def _fault_reply(mode: str, hang: float) -> Reply:
