@@ -24,11 +24,11 @@ _SHARES = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")  # digits only: Decimal woul
 def parse_entries(raw: str) -> list[tuple[str, str]]:
     """(symbol, shares as typed or "") of each entry typed (commas or spaces between entries), upper case, in order."""
     entries = []
-    for part in _SEPARATOR.split(_COLON.sub(":", raw.upper())):
+    for part in _SEPARATOR.split(_COLON.sub(":", raw)):
         if part:
             symbol, _, shares = part.partition(":")
             # ":10" names no ticker: kept whole, so it is reported as not a ticker symbol.
-            entries.append((symbol or part, shares))
+            entries.append(((symbol or part).upper(), shares))
     return entries
 
 

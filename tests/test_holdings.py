@@ -22,6 +22,7 @@ from markets.selectors import ticker_snapshots
 from newsletters.compose import PersonalLinks, email_compose, issue_content_build
 from newsletters.demo import DEMO_HOLDINGS
 from newsletters.portfolio import cards_order, portfolio_compute, portfolio_lines
+from newsletters.preview import preview_email
 from newsletters.templatetags.newsletter_format import signed_money
 from subscriptions import tokens
 from subscriptions.models import Holding, Subscriber
@@ -191,9 +192,9 @@ def test_subscribing_with_shares_stores_them_with_the_tickers(client, outbox):
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("AAPL:abc, MSFT", '"ABC" is not a number of shares: write AAPL:10, or AAPL:2.5 for a fraction.'),
-        ("AAPL:NaN", '"NAN" is not a number of shares'),
-        ("AAPL:1e3", '"1E3" is not a number of shares'),
+        ("AAPL:abc, MSFT", '"abc" is not a number of shares: write AAPL:10, or AAPL:2.5 for a fraction.'),
+        ("AAPL:NaN", '"NaN" is not a number of shares'),
+        ("AAPL:1e3", '"1e3" is not a number of shares'),
         ("AAPL:0", "The shares of AAPL must be more than 0"),
         ("AAPL:-3", "The shares of AAPL must be more than 0"),
         ("AAPL:1.23456", "The shares of AAPL have at most 4 decimals."),
@@ -306,7 +307,7 @@ def test_the_demo_seeds_holdings_and_its_email_shows_the_portfolio_line(outbox, 
 def test_the_email_sent_carries_the_same_figures_as_its_snapshots(outbox, trading_day):
     """End to end: the line in the sent email is the arithmetic of the snapshots the issue was built from."""
     holdings = {"AAPL": D(3), "MSFT": D("1.5")}
-    subscriber_create(email="ann@example.com", symbols=["AAPL", "MSFT", "KO"], status="active", holdings=holdings)
+    ann = subscriber_create(email="ann@example.com", symbols=["AAPL", "MSFT", "KO"], status="active", holdings=holdings)
     call_command("run_daily", "--date", trading_day.isoformat())
     snapshots = ticker_snapshots(["AAPL", "MSFT", "KO"], trading_day)
     expected = portfolio_lines(portfolio_compute(snapshots=snapshots, holdings=holdings))[1]
@@ -316,3 +317,4 @@ def test_the_email_sent_carries_the_same_figures_as_its_snapshots(outbox, tradin
     assert expected in text
     value = D(3) * D(repr(snapshots["AAPL"].close)) + D("1.5") * D(repr(snapshots["MSFT"].close))
     assert f"Portfolio ${value.quantize(D('0.01'), rounding=ROUND_HALF_UP):,.2f} " in text
+    assert expected in preview_email(subscriber=ann, day=trading_day).text, "staff's preview shows the same line"
