@@ -76,7 +76,7 @@ class Holding(models.Model):
     )
 
     class Meta:
-        ordering = ["subscriber", "ticker__symbol"]
+        # No default ordering: the per-batch read looks holdings up in a correlated subquery, which needs no join.
         constraints = [
             models.UniqueConstraint(fields=["subscriber", "ticker"], name="holding_unique_per_ticker"),
             models.CheckConstraint(condition=models.Q(shares__gt=0), name="holding_shares_positive"),

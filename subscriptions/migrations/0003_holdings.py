@@ -23,7 +23,6 @@ class Migration(migrations.Migration):
                 ('ticker', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='holdings', to='markets.ticker')),
             ],
             options={
-                'ordering': ['subscriber', 'ticker__symbol'],
                 'constraints': [models.UniqueConstraint(fields=('subscriber', 'ticker'), name='holding_unique_per_ticker'), models.CheckConstraint(condition=models.Q(('shares__gt', 0)), name='holding_shares_positive')],
             },
         ),
