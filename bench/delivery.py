@@ -1,9 +1,10 @@
 """The delivery stage at scale: plan + render + archive + send for N subscribers.
 
-    .venv/bin/python bench/delivery.py --subscribers 10000 [--tickers-each 3-8] [--database-url URL]
+    .venv/bin/python bench/delivery.py --subscribers 10000 [--tickers-each 3-8] [--holders 0.5] [--database-url URL]
 
 Builds a throw-away database (SQLite under a temporary folder unless --database-url is given) with N active
-subscribers following 3-8 of the demo tickers each, runs the data and analysis stages once, then measures:
+subscribers following 3-8 of the demo tickers each (a share ``--holders`` of them giving shares for some of those,
+so their emails carry the portfolio line), runs the data and analysis stages once, then measures:
 
 - rendering on one core: compose the personal email, build the MIME message with its charts, serialise it;
 - end to end: plan the deliveries, then claim → render → archive (local disk) → send (Django's locmem backend,
@@ -46,12 +47,15 @@ def configure(args: argparse.Namespace, workdir: Path) -> None:
     django.setup()
 
 
-def populate(n: int, low: int, high: int) -> None:
+def populate(n: int, low: int, high: int, holders: float) -> None:
+    from decimal import Decimal
+
     from markets.providers.demo import DEMO_UNIVERSE
     from markets.services import ticker_ensure
-    from subscriptions.models import Subscriber
+    from subscriptions.models import Holding, Subscriber
 
     rng = random.Random(7)
+    held_rng = random.Random(11)  # its own draws: the tickers followed stay those of runs without holdings
     tickers = [ticker_ensure(symbol=s) for s in sorted(DEMO_UNIVERSE)]
     Through = Subscriber.tickers.through
     for start in range(0, n, 5000):
@@ -61,11 +65,14 @@ def populate(n: int, low: int, high: int) -> None:
         ]
         Subscriber.objects.bulk_create(chunk, batch_size=1000)
         created = Subscriber.objects.filter(email__in=[s.email for s in chunk]).values_list("id", flat=True)
-        Through.objects.bulk_create(
+        follows = [(sid, t) for sid in created for t in rng.sample(tickers, rng.randint(low, high))]
+        Through.objects.bulk_create([Through(subscriber_id=sid, ticker_id=t.id) for sid, t in follows], batch_size=2000)
+        holding = {sid for sid in created if held_rng.random() < holders}
+        Holding.objects.bulk_create(
             [
-                Through(subscriber_id=sid, ticker_id=t.id)
-                for sid in created
-                for t in rng.sample(tickers, rng.randint(low, high))
+                Holding(subscriber_id=sid, ticker_id=t.id, shares=Decimal(held_rng.randint(1, 40000)) / 100)
+                for sid, t in follows
+                if sid in holding and held_rng.random() < 0.7
             ],
             batch_size=2000,
         )
@@ -88,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--tickers-each", default="3-8", help="how many tickers each subscriber follows: LOW-HIGH")
+    parser.add_argument(
+        "--holders", type=float, default=0.5, help="the share of subscribers who give shares for some tickers"
+    )
     parser.add_argument("--render-sample", type=int, default=2_000, help="emails rendered for the one-core figure")
     parser.add_argument(
         "--concurrency",
@@ -123,16 +133,17 @@ def run(args: argparse.Namespace, low: int, high: int) -> None:
     from newsletters.services import issue_content_for
     from subscriptions.links import preferences_url, unsubscribe_url
     from subscriptions.models import Subscriber
-    from subscriptions.selectors import followed_symbols, symbols_by_subscriber
+    from subscriptions.selectors import followed_symbols, follows_by_subscriber
 
     call_command("migrate", verbosity=0)
     if Delivery.objects.exists() and not args.database_url:
         raise SystemExit("the bench database is not empty")
     n = args.subscribers
     started = time.perf_counter()
-    populate(n, low, high)
+    populate(n, low, high, args.holders)
     print(
-        f"subscribers: {n:,} following {low}-{high} of the demo tickers each (set up in {time.perf_counter() - started:.1f}s)"
+        f"subscribers: {n:,} following {low}-{high} of the demo tickers each, {args.holders:.0%} of them with "
+        f"holdings (set up in {time.perf_counter() - started:.1f}s)"
     )
 
     day = calendar.latest_completed_session()
@@ -144,14 +155,16 @@ def run(args: argparse.Namespace, low: int, high: int) -> None:
 
     # Rendering on one core.
     sample = list(Subscriber.objects.order_by("id").values_list("id", "email")[: args.render_sample])
-    symbols = symbols_by_subscriber([sid for sid, _ in sample])
+    symbols, holdings = follows_by_subscriber([sid for sid, _ in sample])
     cpu, wall = time.process_time(), time.perf_counter()
     size = 0
     for sid, address in sample:
         links = PersonalLinks(
             view="https://w.example/v", preferences=preferences_url(sid), unsubscribe=unsubscribe_url(sid)
         )
-        composed = email_compose(content=content, symbols=symbols[sid], email=address, links=links)
+        composed = email_compose(
+            content=content, symbols=symbols[sid], email=address, links=links, holdings=holdings.get(sid)
+        )
         message = message_build(composed=composed, to=address, token=f"bench-{sid}", unsubscribe_url=links.unsubscribe)
         size += len(message.message().as_bytes())
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import html
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import css_inline
 from django.conf import settings
@@ -20,6 +22,7 @@ from markets.snapshots import TickerSnapshot
 
 from .charts import charts_render
 from .models import Analysis
+from .portfolio import cards_order, portfolio_compute, portfolio_lines
 
 HEADLINE = "__WALTER_HEADLINE__"
 SUMMARY = "__WALTER_SUMMARY__"
@@ -222,11 +225,26 @@ def _subject(day: dt.date, headline: str, demo: bool) -> str:
     return f"{prefix}Walter {day:%b} {day.day}: {headline}"
 
 
-def email_compose(*, content: IssueContent, symbols: list[str], email: str, links: PersonalLinks) -> ComposedEmail:
-    """One subscriber's email from the issue's shared parts; ``symbols`` are the tickers they follow."""
+def email_compose(
+    *,
+    content: IssueContent,
+    symbols: list[str],
+    email: str,
+    links: PersonalLinks,
+    holdings: Mapping[str, Decimal] | None = None,
+) -> ComposedEmail:
+    """One subscriber's email from the issue's shared parts; ``symbols`` are the tickers they follow, ``holdings``
+    the shares they hold of some of them (symbol → shares): the summary then has the portfolio line."""
     snapshots = [content.snapshots[s] for s in symbols if s in content.snapshots]
     headline = _headline(snapshots, content.phrases, _headline_room(content.day))
     summary_html, summary_text = _summary(snapshots)
+    followed = {s.symbol: s for s in snapshots}
+    portfolio = portfolio_compute(snapshots=followed, holdings=holdings) if holdings else None
+    if portfolio is not None:
+        portfolio_html, portfolio_text = portfolio_lines(portfolio)
+        summary_html += f"<br>{portfolio_html}"
+        summary_text += f"\n{portfolio_text}"
+    cards = cards_order(snapshots, portfolio)
     escaped = {
         HEADLINE: html.escape(headline),
         SUMMARY: summary_html,
@@ -234,7 +252,7 @@ def email_compose(*, content: IssueContent, symbols: list[str], email: str, link
         PREFERENCES_URL: html.escape(links.preferences),
         UNSUBSCRIBE_URL: html.escape(links.unsubscribe),
         EMAIL: html.escape(email),
-        CARDS: "".join(content.cards[s.symbol].html for s in snapshots),
+        CARDS: "".join(content.cards[s.symbol].html for s in cards),
     }
     plain = {
         HEADLINE: headline,
@@ -243,7 +261,7 @@ def email_compose(*, content: IssueContent, symbols: list[str], email: str, link
         PREFERENCES_URL: links.preferences,
         UNSUBSCRIBE_URL: links.unsubscribe,
         EMAIL: email,
-        CARDS: "\n\n".join(content.cards[s.symbol].text for s in snapshots),
+        CARDS: "\n\n".join(content.cards[s.symbol].text for s in cards),
     }
     return ComposedEmail(
         subject=_subject(content.day, headline, content.demo),

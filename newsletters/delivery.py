@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -29,7 +30,7 @@ from django.utils import timezone
 
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
-from subscriptions.selectors import subscribers_receiving, symbols_by_subscriber
+from subscriptions.selectors import follows_by_subscriber, subscribers_receiving
 from walter_site.redaction import redact
 
 from . import stopping
@@ -228,12 +229,12 @@ class _Flow:
 
     def send_batch(self, batch: list[Delivery]) -> None:
         self.claimed.update((d.id, d) for d in batch)
-        symbols = symbols_by_subscriber([d.subscriber_id for d in batch if d.subscriber_id])
+        symbols, holdings = follows_by_subscriber([d.subscriber_id for d in batch if d.subscriber_id])
         window: list[tuple[Delivery, EmailMessage]] = []
         for delivery in batch:
             if self.halted():
                 return  # what was not handed over goes back to pending in finish()
-            message = self._compose(delivery, symbols)
+            message = self._compose(delivery, symbols, holdings)
             if message is not None:
                 window.append((delivery, message))
             if len(window) == self.window_size:
@@ -246,7 +247,9 @@ class _Flow:
         self.claimed.pop(delivery.id, None)
         self.done.append(delivery)
 
-    def _compose(self, delivery: Delivery, symbols: dict[int, list[str]]) -> EmailMessage | None:
+    def _compose(
+        self, delivery: Delivery, symbols: dict[int, list[str]], holdings: dict[int, dict[str, Decimal]]
+    ) -> EmailMessage | None:
         """The message of one delivery, archived; None when there is nothing to send (recorded as such)."""
         stage = self.stage
         subscriber = delivery.subscriber
@@ -270,7 +273,13 @@ class _Flow:
                 preferences=preferences_url(subscriber.id),
                 unsubscribe=unsubscribe_url(subscriber.id),
             )
-            composed = email_compose(content=self.content, symbols=wanted, email=subscriber.email, links=links)
+            composed = email_compose(
+                content=self.content,
+                symbols=wanted,
+                email=subscriber.email,
+                links=links,
+                holdings=holdings.get(subscriber.id),
+            )
             message = message_build(
                 composed=composed, to=subscriber.email, token=token, unsubscribe_url=links.unsubscribe
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 
 from subscriptions.models import Subscriber
@@ -17,6 +19,13 @@ DEMO_SUBSCRIBERS = [
     ("dennis@example.com", Subscriber.Status.PAUSED, ["CSCO"]),
     ("edsger@example.com", Subscriber.Status.UNSUBSCRIBED, ["DIS"]),
 ]
+
+# Shares some demo subscribers hold, so the demo email shows the portfolio line (the others show none); margaret
+# holds only some of the tickers she follows, and a fraction of a share.
+DEMO_HOLDINGS: dict[str, dict[str, Decimal]] = {
+    "ada@example.com": {"NVDA": Decimal(40), "MSFT": Decimal(25), "AAPL": Decimal(60)},
+    "margaret@example.com": {"JPM": Decimal(30), "KO": Decimal("120.5"), "BRK.B": Decimal("7.25")},
+}
 
 # Backends that hand mail to the outside world; the others write files, keep it in memory, or are test doubles.
 REAL_EMAIL_BACKENDS = ("anymail.", "django.core.mail.backends.smtp.")

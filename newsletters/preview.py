@@ -7,6 +7,7 @@ import datetime as dt
 from markets.selectors import ticker_snapshots
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
+from subscriptions.selectors import holdings_of
 
 from .analysis import analysis_unsaved
 from .analysts.rule_based import RuleBasedAnalyst
@@ -28,4 +29,6 @@ def preview_email(*, subscriber: Subscriber, day: dt.date) -> ComposedEmail:
         preferences=preferences_url(subscriber.id),
         unsubscribe=unsubscribe_url(subscriber.id),
     )
-    return email_compose(content=content, symbols=symbols, email=subscriber.email, links=links)
+    return email_compose(
+        content=content, symbols=symbols, email=subscriber.email, links=links, holdings=holdings_of(subscriber)
+    )

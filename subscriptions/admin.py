@@ -15,9 +15,15 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .models import Subscriber
+from .models import Subscriber, shares_text
 from .selectors import subscriber_export_rows, subscriber_status_counts
-from .services import subscriber_erase, subscriber_resend_confirmation, subscriber_suppress, subscriber_unsuppress
+from .services import (
+    subscriber_erase,
+    subscriber_resend_confirmation,
+    subscriber_set_tickers,
+    subscriber_suppress,
+    subscriber_unsuppress,
+)
 from .signals import subscriber_erasing
 
 CSV_HEADER = ("email", "status", "tickers", "created", "confirmed")
@@ -56,16 +62,30 @@ TICKERS_SHOWN = 6
 
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
-    list_display = ["email", "status", "ticker_list", "soft_bounces", "created_at", "confirmed_at", "unsubscribed_at"]
+    list_display = [
+        "email",
+        "status",
+        "ticker_list",
+        "holding_list",
+        "soft_bounces",
+        "created_at",
+        "confirmed_at",
+        "unsubscribed_at",
+    ]
     # Only tickers someone follows: the full listing has thousands.
     list_filter = ["status", ("tickers", FollowedTickerFilter), "created_at"]
     search_fields = ["email", "tickers__symbol"]
     filter_horizontal = ["tickers"]
-    readonly_fields = ["created_at", "confirmed_at", "unsubscribed_at", "updated_at"]
+    readonly_fields = ["holding_list", "created_at", "confirmed_at", "unsubscribed_at", "updated_at"]
     actions = ["resend_confirmation", "suppress_complained", "suppress_bounced", "unsuppress", "export_csv"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("tickers")
+        return super().get_queryset(request).prefetch_related("tickers", "holdings__ticker")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # A ticker staff unticked here loses its holding, as it does when the subscriber removes it.
+        subscriber_set_tickers(subscriber=form.instance, symbols=form.instance.tickers.values_list("symbol", flat=True))
 
     # Deleting a subscriber here is an erasure like the subscriber's own: their deliveries lose the address and
     # their archived emails go (a plain delete would leave both behind).
@@ -83,6 +103,12 @@ class SubscriberAdmin(admin.ModelAdmin):
             f" +{len(symbols) - TICKERS_SHOWN}" if len(symbols) > TICKERS_SHOWN else ""
         )
         return format_html('<span style="white-space:nowrap" title="{}">{}</span>', ", ".join(symbols), shown)
+
+    @admin.display(description="Holdings")
+    def holding_list(self, obj: Subscriber) -> str:
+        """The shares given per ticker (the subscriber's own figures, shown in their email's portfolio line)."""
+        held = sorted((h.ticker.symbol, h.shares) for h in obj.holdings.all())
+        return ", ".join(f"{symbol}: {shares_text(shares)}" for symbol, shares in held) or "—"
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         labels = dict(Subscriber.Status.choices)

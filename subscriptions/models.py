@@ -1,6 +1,9 @@
-"""Subscribers and the tickers they follow."""
+"""Subscribers, the tickers they follow, and the shares they hold of them."""
+
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -47,6 +50,40 @@ class Subscriber(models.Model):
     @property
     def is_suppressed(self) -> bool:
         return self.status in self.SUPPRESSED
+
+
+#: The most shares of one ticker a subscriber may give: a typo's extra digits are caught, any real position fits.
+MAX_SHARES = Decimal("100000000")
+SHARES_DECIMALS = 4
+
+
+def shares_text(shares: Decimal) -> str:
+    """A share count as people write it: 10, 2.5 (never 10.0000 or 1E+1)."""
+    text = format(shares, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class Holding(models.Model):
+    """How many shares of a followed ticker the subscriber holds (optional): the email then values the position.
+
+    Only a followed ticker has a holding: unfollowing a ticker removes it (services.subscriber_set_tickers).
+    """
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="holdings")
+    ticker = models.ForeignKey(Ticker, on_delete=models.CASCADE, related_name="holdings")
+    shares = models.DecimalField(
+        max_digits=9 + SHARES_DECIMALS, decimal_places=SHARES_DECIMALS, validators=[MaxValueValidator(MAX_SHARES)]
+    )
+
+    class Meta:
+        # No default ordering: the per-batch read looks holdings up in a correlated subquery, which needs no join.
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "ticker"], name="holding_unique_per_ticker"),
+            models.CheckConstraint(condition=models.Q(shares__gt=0), name="holding_shares_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{shares_text(self.shares)} shares"
 
 
 class SnsMessage(models.Model):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
-from .models import Subscriber
+from .models import Holding, Subscriber
 
 
 def subscribers_receiving() -> QuerySet[Subscriber]:
@@ -27,15 +28,33 @@ def followed_symbols() -> list[str]:
 
 def symbols_by_subscriber(subscriber_ids: list[int]) -> dict[int, list[str]]:
     """Each subscriber's followed symbols, sorted, from one query."""
-    result: dict[int, list[str]] = {sid: [] for sid in subscriber_ids}
+    return follows_by_subscriber(subscriber_ids)[0]
+
+
+def follows_by_subscriber(subscriber_ids: list[int]) -> tuple[dict[int, list[str]], dict[int, dict[str, Decimal]]]:
+    """Each subscriber's followed symbols (sorted) and the shares they hold of them (symbol → shares; only
+    subscribers with a holding appear), from one query: what delivery needs of each subscriber of a batch."""
+    symbols: dict[int, list[str]] = {sid: [] for sid in subscriber_ids}
+    holdings: dict[int, dict[str, Decimal]] = {}
+    held = Holding.objects.filter(subscriber_id=OuterRef("subscriber_id"), ticker_id=OuterRef("ticker_id"))
     rows = (
         Subscriber.tickers.through.objects.filter(subscriber_id__in=subscriber_ids, ticker__active=True)
+        .annotate(shares=Subquery(held.values("shares")[:1]))
         .order_by("ticker__symbol")
-        .values_list("subscriber_id", "ticker__symbol")
+        .values_list("subscriber_id", "ticker__symbol", "shares")
     )
-    for subscriber_id, symbol in rows:
-        result[subscriber_id].append(symbol)
-    return result
+    for subscriber_id, symbol, shares in rows:
+        symbols[subscriber_id].append(symbol)
+        if shares is not None:
+            holdings.setdefault(subscriber_id, {})[symbol] = shares
+    return symbols, holdings
+
+
+def holdings_of(subscriber: Subscriber) -> dict[str, Decimal]:
+    """The shares the subscriber holds of each ticker that has a holding (symbol → shares), in symbol order."""
+    return dict(
+        Holding.objects.filter(subscriber=subscriber).order_by("ticker__symbol").values_list("ticker__symbol", "shares")
+    )
 
 
 def subscriber_status_counts() -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -11,11 +12,18 @@ from django.utils import timezone
 from markets.services import ticker_ensure
 
 from . import emails, signals, tokens
-from .models import Subscriber
+from .models import Holding, Subscriber, shares_text
+from .selectors import holdings_of
 
 
 @transaction.atomic
-def subscriber_create(*, email: str, symbols: Iterable[str], status: str = Subscriber.Status.PENDING) -> Subscriber:
+def subscriber_create(
+    *,
+    email: str,
+    symbols: Iterable[str],
+    status: str = Subscriber.Status.PENDING,
+    holdings: Mapping[str, Decimal] | None = None,
+) -> Subscriber:
     """Create a subscriber following ``symbols`` (already validated); an existing address keeps its status."""
     subscriber, created = Subscriber.objects.get_or_create(
         email__iexact=email.strip(), defaults={"email": email, "status": status}
@@ -23,13 +31,30 @@ def subscriber_create(*, email: str, symbols: Iterable[str], status: str = Subsc
     if created and status == Subscriber.Status.ACTIVE:
         subscriber.confirmed_at = timezone.now()
         subscriber.save(update_fields=["confirmed_at", "updated_at"])
-    subscriber_set_tickers(subscriber=subscriber, symbols=symbols)
+    subscriber_set_tickers(subscriber=subscriber, symbols=symbols, holdings=holdings)
     return subscriber
 
 
 @transaction.atomic
-def subscriber_set_tickers(*, subscriber: Subscriber, symbols: Iterable[str]) -> None:
-    subscriber.tickers.set([ticker_ensure(symbol=s) for s in symbols])
+def subscriber_set_tickers(
+    *, subscriber: Subscriber, symbols: Iterable[str], holdings: Mapping[str, Decimal] | None = None
+) -> None:
+    """Follow exactly ``symbols``; a ticker no longer followed loses its holding.
+
+    ``holdings`` (symbol → shares, validated) replaces the subscriber's holdings; None keeps those of the tickers
+    still followed (a caller that knows nothing of shares must not erase them).
+    """
+    tickers = {s: ticker_ensure(symbol=s) for s in symbols}
+    subscriber.tickers.set(list(tickers.values()))
+    if holdings is None:
+        Holding.objects.filter(subscriber=subscriber).exclude(ticker__in=list(tickers.values())).delete()
+        return
+    Holding.objects.filter(subscriber=subscriber).delete()
+    Holding.objects.bulk_create(
+        Holding(subscriber=subscriber, ticker=tickers[symbol], shares=shares)
+        for symbol, shares in holdings.items()
+        if symbol in tickers
+    )
 
 
 @transaction.atomic
@@ -50,8 +75,9 @@ def subscriber_set_status(*, subscriber: Subscriber, status: str) -> Subscriber:
 # -- double opt-in --------------------------------------------------------------------------------------
 
 
-def subscriber_subscribe(*, email: str, symbols: list[str]) -> None:
-    """Someone asked to subscribe ``email`` to ``symbols`` (validated). Double opt-in, and no enumeration:
+def subscriber_subscribe(*, email: str, symbols: list[str], holdings: Mapping[str, Decimal] | None = None) -> None:
+    """Someone asked to subscribe ``email`` to ``symbols`` (validated), holding ``holdings`` (symbol → shares).
+    Double opt-in, and no enumeration:
 
     - a new or pending address follows ``symbols`` and is sent a confirmation link;
     - an unsubscribed address asked again: the same, it stays unsubscribed until it confirms;
@@ -67,7 +93,7 @@ def subscriber_subscribe(*, email: str, symbols: list[str]) -> None:
         if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
             transaction.on_commit(lambda: emails.manage_email_send(subscriber=subscriber))
             return
-        subscriber_set_tickers(subscriber=subscriber, symbols=symbols)
+        subscriber_set_tickers(subscriber=subscriber, symbols=symbols, holdings=holdings or {})
         transaction.on_commit(lambda: emails.confirmation_email_send(subscriber=subscriber))
 
 
@@ -129,6 +155,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "email": subscriber.email,
         "status": subscriber.status,
         "tickers": sorted(subscriber.tickers.values_list("symbol", flat=True)),
+        # Shares as exact decimal text: a JSON number could come back as 2.4999999.
+        "holdings": {symbol: shares_text(shares) for symbol, shares in holdings_of(subscriber).items()},
         "created_at": subscriber.created_at.isoformat(),
         "confirmed_at": subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else None,
         "unsubscribed_at": subscriber.unsubscribed_at.isoformat() if subscriber.unsubscribed_at else None,
@@ -139,7 +167,6 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
     return data
 
 
-@transaction.atomic
 @transaction.atomic
 def subscriber_erase(*, subscriber: Subscriber) -> None:
     """Delete the subscriber and, through the signal, every personal trace other apps keep (deliveries, archive)."""

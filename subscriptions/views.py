@@ -21,8 +21,9 @@ from walter_site.security import client_ip
 
 from . import tokens
 from .emails import EmailNotSent
-from .forms import MAX_TICKERS, SubscribeForm, TickersForm
+from .forms import MAX_TICKERS, SubscribeForm, TickersForm, tickers_initial
 from .models import Subscriber
+from .selectors import holdings_of
 from .services import (
     StaleConfirmation,
     subscriber_confirm,
@@ -65,7 +66,11 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     if not allow(f"subscribe:email:{form.cleaned_data['email']}", settings.SUBSCRIBE_LIMIT_PER_EMAIL, HOUR):
         return _too_many(request, form)
     try:
-        subscriber_subscribe(email=form.cleaned_data["email"], symbols=form.cleaned_data["tickers"])
+        subscriber_subscribe(
+            email=form.cleaned_data["email"],
+            symbols=form.cleaned_data["tickers"],
+            holdings=form.cleaned_data["holdings"],
+        )
     except EmailNotSent:
         # Stored, but the email did not go: subscribing again sends it (a pending address is sent a fresh link).
         context = {
@@ -152,7 +157,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     if subscriber is None:
         return _invalid_link(request)
     symbols = sorted(subscriber.tickers.values_list("symbol", flat=True))
-    tickers_form = TickersForm(initial={"tickers": ", ".join(symbols)})
+    tickers_form = TickersForm(initial={"tickers": tickers_initial(symbols, holdings_of(subscriber))})
     context = {
         "subscriber": subscriber,
         "symbols": symbols,
@@ -170,7 +175,11 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         if action == "tickers":
             tickers_form = TickersForm(request.POST)
             if tickers_form.is_valid():
-                subscriber_set_tickers(subscriber=subscriber, symbols=tickers_form.cleaned_data["tickers"])
+                subscriber_set_tickers(
+                    subscriber=subscriber,
+                    symbols=tickers_form.cleaned_data["tickers"],
+                    holdings=tickers_form.cleaned_data["holdings"],
+                )
                 context["notice"] = "Your tickers are saved."
             else:
                 status = 400
@@ -209,7 +218,9 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         subscriber.refresh_from_db()
         context["symbols"] = sorted(subscriber.tickers.values_list("symbol", flat=True))
         if status == 200:
-            tickers_form = TickersForm(initial={"tickers": ", ".join(context["symbols"])})
+            tickers_form = TickersForm(
+                initial={"tickers": tickers_initial(context["symbols"], holdings_of(subscriber))}
+            )
     context["tickers_form"] = tickers_form
     return render(request, "subscriptions/preferences.html", context, status=status)
 

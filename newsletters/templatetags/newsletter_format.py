@@ -1,6 +1,7 @@
 """Number formats of the newsletter: one place, so the HTML and the text twin always agree."""
 
 from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
 
 from django import template
 
@@ -13,6 +14,17 @@ DASH = "—"
 @register.filter
 def money(value: float | None) -> str:
     return DASH if value is None else f"{value:,.2f}"
+
+
+@register.filter
+def signed_money(value: Decimal | float | None) -> str:
+    """+$612.00, -$57.25, and $0.00 for what rounds to zero: never "-$0.00", a loss that did not happen."""
+    if value is None:
+        return DASH
+    cents = Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if not cents:
+        return "$0.00"
+    return f"{'+' if cents > 0 else '-'}${abs(cents):,.2f}"
 
 
 @register.filter

@@ -1,15 +1,24 @@
-// Ticker chips with autocomplete over the plain "AAPL, MSFT" text field, which stays the form's real value:
-// without script the field works as it is.
+// Ticker chips with autocomplete over the plain "AAPL:10, MSFT" text field, which stays the form's real value:
+// without script the field works as it is. Each chip has an optional shares box; its count is written after a colon.
 (function () {
   "use strict";
-  function parse(value) {
-    var seen = [];
-    value.toUpperCase().split(/[\s,;]+/).forEach(function (s) { if (s && seen.indexOf(s) < 0) seen.push(s); });
-    return seen;
+  // [symbol, shares as typed] per entry, as the server reads the field (subscriptions/forms.py parse_entries).
+  function entries(value) {
+    var found = [];
+    value.toUpperCase().replace(/\s*:\s*/g, ":").split(/[\s,;]+/).forEach(function (part) {
+      if (!part) return;
+      var at = part.indexOf(":");
+      found.push(at > 0 ? [part.slice(0, at), part.slice(at + 1)] : [part, ""]);
+    });
+    return found;
   }
   function enhance(field) {
     var url = field.getAttribute("data-search-url");
-    var symbols = parse(field.value);
+    var symbols = [], shares = {};
+    entries(field.value).forEach(function (e) {
+      if (symbols.indexOf(e[0]) < 0) symbols.push(e[0]);
+      if (e[1] && !shares[e[0]]) shares[e[0]] = e[1];
+    });
     var box = document.createElement("div");
     box.className = "chips-input";
     var list = document.createElement("ul");
@@ -73,8 +82,11 @@
         .catch(function () {});
     }
 
+    function write() {
+      field.value = symbols.map(function (s) { return shares[s] ? s + ":" + shares[s] : s; }).join(", ");
+    }
     function sync() {
-      field.value = symbols.join(", ");
+      write();
       list.innerHTML = "";
       symbols.forEach(function (symbol) {
         var li = document.createElement("li");
@@ -83,6 +95,21 @@
           li.className = "chip-bad";
           li.title = "Not a listed US ticker";
         }
+        var held = document.createElement("input");
+        held.type = "text";
+        held.className = "chip-shares";
+        held.inputMode = "decimal";
+        held.autocomplete = "off";
+        held.placeholder = "shares";
+        held.value = shares[symbol] || "";
+        held.setAttribute("aria-label", "Shares of " + symbol + " you hold (optional)");
+        held.addEventListener("input", function () {
+          var typed = held.value.replace(/[\s,;:]+/g, "");
+          if (typed) shares[symbol] = typed; else delete shares[symbol];
+          field.setAttribute("data-edited", "1");
+          write();  // not sync(): the chips stay as they are, so the box keeps the focus
+        });
+        li.appendChild(held);
         var remove = document.createElement("button");
         remove.type = "button";
         remove.className = "chip-remove";
@@ -90,6 +117,7 @@
         remove.textContent = "×";
         remove.addEventListener("click", function () {
           symbols = symbols.filter(function (s) { return s !== symbol; });
+          delete shares[symbol];
           bad = bad.filter(function (s) { return s !== symbol; });
           field.setAttribute("data-edited", "1");
           sync();
@@ -100,9 +128,16 @@
       });
       invalid();
     }
+    function typedCount() {  // ":10" when "AAPL:10" is typed and a suggestion picked, so the count is kept
+      var entry = entries(input.value)[0];
+      return entry && entry[1] ? ":" + entry[1] : "";
+    }
     function close() { options.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; }
-    function add(symbol, picked) {
-      symbol = symbol.toUpperCase().trim();
+    function add(typed, picked) {
+      // "AAPL:10" typed in one go: the symbol becomes a chip, the count goes in its shares box.
+      var entry = entries(typed)[0] || ["", ""];
+      var symbol = entry[0];
+      if (symbol && entry[1]) shares[symbol] = entry[1];
       if (symbol && symbols.indexOf(symbol) < 0) {
         symbols.push(symbol);
         field.setAttribute("data-edited", "1");
@@ -123,7 +158,7 @@
         b.textContent = r.symbol;
         li.appendChild(b);
         li.appendChild(document.createTextNode(" · " + r.name));
-        li.addEventListener("mousedown", function (e) { e.preventDefault(); add(r.symbol, true); });
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); add(r.symbol + typedCount(), true); });
         options.appendChild(li);
       });
       if (!results.length && message) {
@@ -140,6 +175,7 @@
     input.addEventListener("input", function () {
       var q = input.value.trim();
       if (/[,\s]$/.test(input.value)) { add(q.replace(/[,\s]+$/, "")); return; }
+      q = q.split(":")[0];  // "AAPL:1": search the symbol, not the count
       clearTimeout(timer);
       if (!q) { close(); return; }
       timer = setTimeout(function () {
@@ -159,8 +195,8 @@
       else if (e.key === "ArrowUp" && results.length) { active = (active - 1 + results.length) % results.length; show(); e.preventDefault(); }
       else if (e.key === "Enter" && input.value.trim()) {
         e.preventDefault();
-        if (active >= 0 && !options.hidden) add(results[active].symbol, true); else add(input.value);
-      } else if (e.key === "Backspace" && !input.value && symbols.length) { symbols.pop(); sync(); }
+        if (active >= 0 && !options.hidden) add(results[active].symbol + typedCount(), true); else add(input.value);
+      } else if (e.key === "Backspace" && !input.value && symbols.length) { delete shares[symbols.pop()]; sync(); }
       else if (e.key === "Escape") { close(); }
     });
     input.addEventListener("blur", function () { if (input.value.trim()) add(input.value); close(); });

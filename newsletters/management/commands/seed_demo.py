@@ -5,13 +5,13 @@ from django.db import transaction
 
 from markets.providers.demo import DEMO_UNIVERSE
 from markets.services import ticker_ensure
-from newsletters.demo import DEMO_SUBSCRIBERS
+from newsletters.demo import DEMO_HOLDINGS, DEMO_SUBSCRIBERS
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_create
 
 
 class Command(BaseCommand):
-    help = "Create the demo tickers and demo subscribers (existing ones are left as they are)."
+    help = "Create the demo tickers and demo subscribers, some with holdings (existing ones are left as they are)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quiet", action="store_true", help="Print nothing on success.")
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         created = 0
         for email, status, symbols in DEMO_SUBSCRIBERS:
             if not Subscriber.objects.filter(email__iexact=email).exists():
-                subscriber_create(email=email, symbols=symbols, status=status)
+                subscriber_create(email=email, symbols=symbols, status=status, holdings=DEMO_HOLDINGS.get(email))
                 created += 1
         if not options["quiet"]:
             active = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).count()
