@@ -52,6 +52,8 @@ ANCHOR_DATE = dt.date(2026, 11, 30)
 SESSIONS_PER_YEAR = 252
 # How fast a walk forgets a wander away from its trend: half of a deviation is gone after about a year.
 MEAN_REVERSION_HALF_LIFE = 252
+# The largest daily shock, in daily standard deviations: a crypto-linked name's worst day is then about 30%.
+MAX_SHOCK = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +131,8 @@ def _series(symbol: str, horizon: dt.date) -> np.ndarray:
     # Growth names mostly climbed into their anchor: their trend back in time is steeper.
     drift = np.random.default_rng([seed, 0]).uniform(-0.1, 0.3) * profile.volatility / SESSIONS_PER_YEAR
     # Student's t with 4 degrees of freedom, scaled to unit variance: now and then a day moves several times the
-    # usual amount. Capped, so that one day cannot wipe a name out.
-    shock = np.clip(np.random.default_rng([seed, 1]).standard_t(4, n) / math.sqrt(2), -8, 8)
+    # usual amount.
+    shock = np.clip(np.random.default_rng([seed, 1]).standard_t(4, n) / math.sqrt(2), -MAX_SHOCK, MAX_SHOCK)
     draw = np.random.default_rng([seed, 2]).standard_normal((n, 3))
 
     wander = _mean_reverting(daily_vol * shock, keep=0.5 ** (1 / MEAN_REVERSION_HALF_LIFE))
