@@ -22,6 +22,7 @@ from markets.providers.demo import (
     ANCHOR_DATE,
     DEFAULT_ANCHOR_RANGE,
     DEFAULT_VOLATILITY_CLASS,
+    DEMO_EPOCH,
     DEMO_UNIVERSE,
     SESSIONS_PER_YEAR,
     VOLATILITY_BY_CLASS,
@@ -59,9 +60,9 @@ def realised_volatility(symbol: str) -> float:
 def whole_history(symbol: str, through: dt.date) -> np.ndarray:
     """Open, high, low, close rows from the epoch to ``through``: the arrays the bars are cut from (the whole
     universe over twenty years as Bar objects would take most of a minute)."""
-    horizon = demo._horizon(through)
-    sessions = bisect.bisect_right(demo._sessions(horizon)[0], through)
-    return demo._series(symbol, horizon)[:sessions, :4]
+    span = demo._span(DEMO_EPOCH, through)
+    sessions = bisect.bisect_right(demo._sessions(*span)[0], through)
+    return demo._series(symbol, *span)[:sessions, :4]
 
 
 @pytest.fixture
@@ -123,15 +124,17 @@ def test_a_new_name_has_a_history():
 
 
 def test_bars_are_the_same_whatever_was_asked_before_and_whatever_the_range(cold_cache):
-    day = dt.date(2026, 11, 20)
+    day, earlier = dt.date(2026, 11, 20), dt.date(2025, 6, 2)
     alone = DemoProvider().daily_bars("NVDA", day, day)
     demo._series.cache_clear()
     grouped = DemoProvider().grouped_daily(day)["NVDA"]
-    # A range that reaches into a later year is computed as another, longer series.
-    long_range = DemoProvider().daily_bars("NVDA", dt.date(2026, 1, 2), dt.date(2028, 3, 1))
-    assert alone == [grouped] == [bar for bar in long_range if bar.date == day]
+    # Ranges that reach into other years are computed as other, longer series.
+    since_epoch = {bar.date: bar for bar in DemoProvider().daily_bars("NVDA", DEMO_EPOCH, day)}
+    into_2028 = DemoProvider().daily_bars("NVDA", earlier, dt.date(2028, 3, 1))
+    assert alone == [grouped] == [since_epoch[day]] == [bar for bar in into_2028 if bar.date == day]
+    assert into_2028[0] == since_epoch[earlier] == DemoProvider().grouped_daily(earlier)["NVDA"]
     demo._series.cache_clear()
-    assert DemoProvider().grouped_daily(dt.date(2028, 3, 1))["NVDA"] == long_range[-1]
+    assert DemoProvider().grouped_daily(dt.date(2028, 3, 1))["NVDA"] == into_2028[-1]
 
 
 def test_every_name_trades_near_its_anchor_in_the_weeks_around_the_anchor_date():

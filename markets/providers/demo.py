@@ -9,7 +9,7 @@ broad ETFs, each with its company name, a reference price level and a volatility
 price levels are rough anchors for demo data, not quotes: approximate late-2026 scale, so a newcomer who follows
 Apple sees a price in the hundreds and Ford one in the teens. They are never updated against the market.
 
-Each symbol's walk passes through its anchor on ``ANCHOR_DATE`` and wanders from there, forwards and back, with the
+Each symbol's walk starts at its anchor on ``ANCHOR_DATE`` and wanders from there, forwards and back, with the
 daily volatility of its class. Shocks are fat-tailed (Student's t), so an occasional day moves several times the
 usual amount. A slow pull back towards a per-symbol trend keeps years of backfill between plausible bounds: a
 random walk alone would drift to pennies or to tens of thousands over a decade.
@@ -90,62 +90,82 @@ def price_profile(symbol: str) -> PriceProfile:
     return PriceProfile(round(low * (high / low) ** fraction, 2), VOLATILITY_BY_CLASS[DEFAULT_VOLATILITY_CLASS])
 
 
-def _horizon(day: dt.date) -> dt.date:
-    """The last day of the series that holds ``day``: a whole year, so a daily run reuses one series all year."""
-    return dt.date(max(day, ANCHOR_DATE).year, 12, 31)
+def _span(first: dt.date, last: dt.date) -> tuple[int, int]:
+    """The whole years a series covers: the dates asked for and the anchor date, so that few series serve all."""
+    return min(first, ANCHOR_DATE).year, max(last, ANCHOR_DATE).year
 
 
-@lru_cache(maxsize=16)
-def _sessions(horizon: dt.date) -> tuple[tuple[dt.date, ...], dict[dt.date, int]]:
-    days = tuple(calendar.trading_days_between(DEMO_EPOCH, horizon))
+@lru_cache(maxsize=64)
+def _sessions(first_year: int, last_year: int) -> tuple[tuple[dt.date, ...], dict[dt.date, int]]:
+    days = tuple(calendar.trading_days_between(max(DEMO_EPOCH, dt.date(first_year, 1, 1)), dt.date(last_year, 12, 31)))
     return days, {day: i for i, day in enumerate(days)}
 
 
-def _mean_reverting(shocks: np.ndarray, keep: float, block: int = 2048) -> np.ndarray:
-    """x[i] = keep * x[i-1] + shocks[i] from x[-1] = 0, vectorised a block at a time (numpy has no linear filter;
-    within a block keep ** -block stays small enough for the closed form to be exact in float64)."""
+# Each session a wander away from the trend keeps this share of itself.
+_KEEP = 0.5 ** (1 / MEAN_REVERSION_HALF_LIFE)
+# numpy has no linear filter: the wander is computed in closed form a block at a time, and within a block
+# _KEEP ** -block stays small enough for that to be exact in float64.
+_BLOCK = 2048
+_KEEP_POWERS = _KEEP ** np.arange(_BLOCK)
+
+
+def _mean_reverting(shocks: np.ndarray) -> np.ndarray:
+    """x[i] = _KEEP * x[i-1] + shocks[i], from x[-1] = 0."""
     out = np.empty_like(shocks)
-    powers = keep ** np.arange(block)
     carry = 0.0
-    for start in range(0, len(shocks), block):
-        chunk = shocks[start : start + block]
-        p = powers[: len(chunk)]
-        out[start : start + len(chunk)] = keep * p * carry + p * np.cumsum(chunk / p)
+    for start in range(0, len(shocks), _BLOCK):
+        chunk = shocks[start : start + _BLOCK]
+        powers = _KEEP_POWERS[: len(chunk)]
+        out[start : start + len(chunk)] = _KEEP * powers * carry + powers * np.cumsum(chunk / powers)
         carry = out[start + len(chunk) - 1]
     return out
 
 
-@lru_cache(maxsize=1024)
-def _series(symbol: str, horizon: dt.date) -> np.ndarray:
-    """Open, high, low, close, volume rows for every session from the epoch to ``horizon``.
+def _draws(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Per session: the price shock, then three standard normals (opening gap, intraday reach, volume).
 
-    Every row depends only on the symbol and the session, not on the horizon: numpy's generators fill an array
-    element by element, so the first n draws are the same whatever the size asked for, and the walk is pinned at
-    ANCHOR_DATE, which every horizon covers.
+    The shock is Student's t with 4 degrees of freedom, scaled to unit variance, so now and then a day moves
+    several times the usual amount. It is built from normals, so that every session takes the same number of
+    draws, in one array from one generator.
     """
-    days = _sessions(horizon)[0]
+    normal = rng.standard_normal((count, 8))
+    t = normal[:, 0] / np.sqrt((normal[:, 4:] ** 2).sum(axis=1) / 4)
+    return np.column_stack([np.clip(t / math.sqrt(2), -MAX_SHOCK, MAX_SHOCK), normal[:, 1:4]])
+
+
+@lru_cache(maxsize=1024)
+def _series(symbol: str, first_year: int, last_year: int) -> np.ndarray:
+    """Open, high, low, close, volume rows for every session of ``_sessions(first_year, last_year)``.
+
+    The walk starts at the anchor on ANCHOR_DATE and goes forwards and backwards from there, each direction with
+    its own random stream drawn outwards. numpy's generators fill an array element by element, so a session's
+    draws depend only on how many sessions it lies from the anchor date: a row is the same in every span that
+    holds it, and a span near the anchor date (the demo's every day) costs a year of draws, not a decade.
+    """
+    days = _sessions(first_year, last_year)[0]
     n = len(days)
+    before = bisect.bisect_left(days, ANCHOR_DATE)  # rows before the anchor date's; every span holds that date
     profile = price_profile(symbol)
     seed = _seed(symbol)
     daily_vol = profile.volatility / math.sqrt(SESSIONS_PER_YEAR)
     # Growth names mostly climbed into their anchor: their trend back in time is steeper.
-    drift = np.random.default_rng([seed, 0]).uniform(-0.1, 0.3) * profile.volatility / SESSIONS_PER_YEAR
-    # Student's t with 4 degrees of freedom, scaled to unit variance: now and then a day moves several times the
-    # usual amount.
-    shock = np.clip(np.random.default_rng([seed, 1]).standard_t(4, n) / math.sqrt(2), -MAX_SHOCK, MAX_SHOCK)
-    draw = np.random.default_rng([seed, 2]).standard_normal((n, 3))
+    drift = (-0.1 + 0.4 * _seed(f"drift:{symbol}") / 2**64) * profile.volatility / SESSIONS_PER_YEAR
+    # Backwards from the session before the anchor date's, to the one before the first row (where it opens);
+    # forwards from the anchor date's session itself.
+    backwards = _draws(np.random.default_rng([seed, 1]), before + 1)
+    forwards = _draws(np.random.default_rng([seed, 2]), n - before)
+    wander = np.concatenate(
+        [_mean_reverting(daily_vol * backwards[:, 0])[::-1], [0.0], _mean_reverting(daily_vol * forwards[1:, 0])]
+    )
+    log_close = math.log(profile.anchor) + drift * np.arange(-before - 1, n - before) + wander
+    gap, reach, volume = np.concatenate([backwards[:before][::-1, 1:], forwards[:, 1:]]).T
 
-    wander = _mean_reverting(daily_vol * shock, keep=0.5 ** (1 / MEAN_REVERSION_HALF_LIFE))
-    anchor_at = bisect.bisect_right(days, ANCHOR_DATE) - 1
-    log_close = math.log(profile.anchor) + drift * (np.arange(n) - anchor_at) + wander - wander[anchor_at]
-    log_previous = np.concatenate([[log_close[0] - drift - daily_vol * shock[0]], log_close[:-1]])
-    close = np.exp(log_close)
-    open_ = np.exp(log_previous + 0.3 * daily_vol * draw[:, 0])
-    reach = np.abs(draw[:, 1]) * daily_vol
+    close = np.exp(log_close[1:])
+    open_ = np.exp(log_close[:-1] + 0.3 * daily_vol * gap)
+    reach = np.abs(reach) * daily_vol
     high = np.maximum(open_, close) * np.exp(0.6 * reach)
     low = np.minimum(open_, close) * np.exp(-0.5 * reach)
-    volume = np.round(np.exp(15 + 0.4 * draw[:, 2]))
-    return np.column_stack([open_, high, low, close, volume])
+    return np.column_stack([open_, high, low, close, np.round(np.exp(15 + 0.4 * volume))])
 
 
 def _bar(symbol: str, day: dt.date, row: np.ndarray) -> Bar:
@@ -163,19 +183,21 @@ class DemoProvider:
     def grouped_daily(self, day: dt.date) -> dict[str, Bar]:
         if day < DEMO_EPOCH or not calendar.is_trading_day(day):
             return {}
-        horizon = _horizon(day)
-        at = _sessions(horizon)[1][day]
-        return {symbol: _bar(symbol, day, _series(symbol, horizon)[at]) for symbol in self.universe}
+        span = _span(day, day)
+        at = _sessions(*span)[1][day]
+        return {symbol: _bar(symbol, day, _series(symbol, *span)[at]) for symbol in self.universe}
 
     def daily_bars(self, symbol: str, start: dt.date, end: dt.date) -> list[Bar]:
         symbol = symbol.upper()
-        if symbol not in self.universe or end < DEMO_EPOCH:
+        if symbol not in self.universe or end < DEMO_EPOCH or end < start:
             return []
-        horizon = _horizon(end)
-        days = _sessions(horizon)[0]
-        first, last = bisect.bisect_left(days, start), bisect.bisect_right(days, end)
-        rows = _series(symbol, horizon)
-        return [_bar(symbol, days[i], rows[i]) for i in range(first, last)]
+        span = _span(max(start, DEMO_EPOCH), end)
+        days = _sessions(*span)[0]
+        rows = _series(symbol, *span)
+        return [
+            _bar(symbol, days[i], rows[i])
+            for i in range(bisect.bisect_left(days, start), bisect.bisect_right(days, end))
+        ]
 
     def list_tickers(self) -> list[TickerInfo]:
         return [TickerInfo(symbol=s, name=n) for s, n in sorted(self.universe.items())]
