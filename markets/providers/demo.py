@@ -140,7 +140,7 @@ def _series(symbol: str, first_year: int, last_year: int) -> np.ndarray:
     The walk starts at the anchor on ANCHOR_DATE and goes forwards and backwards from there, each direction with
     its own random stream drawn outwards. numpy's generators fill an array element by element, so a session's
     draws depend only on how many sessions it lies from the anchor date: a row is the same in every span that
-    holds it, and a span near the anchor date (the demo's every day) costs a year of draws, not a decade.
+    holds it, and a span near the anchor date (every day of the demo) costs a year of draws, not a decade.
     """
     days = _sessions(first_year, last_year)[0]
     n = len(days)
@@ -148,7 +148,8 @@ def _series(symbol: str, first_year: int, last_year: int) -> np.ndarray:
     profile = price_profile(symbol)
     seed = _seed(symbol)
     daily_vol = profile.volatility / math.sqrt(SESSIONS_PER_YEAR)
-    # Growth names mostly climbed into their anchor: their trend back in time is steeper.
+    # A trend of -10% to +30% of the volatility a year: a volatile name has mostly climbed further into its
+    # anchor than a staple has.
     drift = (-0.1 + 0.4 * _seed(f"drift:{symbol}") / 2**64) * profile.volatility / SESSIONS_PER_YEAR
     # Backwards from the session before the anchor date's, to the one before the first row (where it opens);
     # forwards from the anchor date's session itself.
