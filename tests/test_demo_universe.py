@@ -112,7 +112,7 @@ def test_seed_demo_names_the_followed_tickers_and_leaves_the_rest_to_the_directo
     call_command("seed_demo")
     followed = {symbol for _, _, symbols in DEMO_SUBSCRIBERS for symbol in symbols}
     assert dict(Ticker.objects.values_list("symbol", "name")) == {s: DEMO_UNIVERSE[s] for s in followed}
-    assert f"{len(followed)} followed tickers of {len(DEMO_UNIVERSE)} listed" in capsys.readouterr().out
+    assert f"{len(followed)} tickers for the demo subscribers ({len(DEMO_UNIVERSE)} listed" in capsys.readouterr().out
 
 
 # -- the prices -----------------------------------------------------------------------------------------------

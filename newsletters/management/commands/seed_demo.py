@@ -31,6 +31,6 @@ class Command(BaseCommand):
         if not options["quiet"]:
             active = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).count()
             self.stdout.write(
-                f"Demo data ready: {len(followed)} followed tickers of {len(DEMO_UNIVERSE)} listed, "
-                f"{created} new subscribers ({active} active)."
+                f"Demo data ready: {len(followed)} tickers for the demo subscribers ({len(DEMO_UNIVERSE)} listed for "
+                f"search), {created} new subscribers ({active} active)."
             )
