@@ -1,14 +1,30 @@
-"""DEMO DATA: deterministic synthetic prices for a fixed universe of well-known symbols.
+"""DEMO DATA: deterministic synthetic prices for the large US names.
 
 Used when no market-data key is configured, so a fresh clone can run the whole daily job offline. Every email and
-page that shows these prices says DEMO DATA. The same symbol and date always give the same bar, on any machine.
+page that shows these prices says DEMO DATA. The same symbol and date always give the same bar, on any machine,
+whatever order the bars are asked for in.
+
+The universe is ``demo_universe.csv``: the S&P 100, the rest of the Nasdaq-100, other much-followed stocks and the
+broad ETFs, each with its company name, a reference price level and a volatility class by kind of business. The
+price levels are rough anchors for demo data, not quotes: approximate late-2026 scale, so a newcomer who follows
+Apple sees a price in the hundreds and Ford one in the teens. They are never updated against the market.
+
+Each symbol's walk starts at its anchor on ``ANCHOR_DATE`` and wanders from there, forwards and back, with the
+daily volatility of its class. Shocks are fat-tailed (Student's t), so an occasional day moves several times the
+usual amount. A slow pull back towards a per-symbol trend keeps years of backfill between plausible bounds: a
+random walk alone would drift to pennies or to tens of thousands over a decade.
 """
 
 from __future__ import annotations
 
+import bisect
+import csv
 import datetime as dt
 import hashlib
+import math
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -16,62 +32,48 @@ from markets import calendar
 
 from .base import EVENT_KINDS, Bar, EventListing, MarketEvent, TickerInfo
 
-DEMO_UNIVERSE: dict[str, str] = {
-    "AAPL": "Apple Inc.",
-    "MSFT": "Microsoft Corporation",
-    "NVDA": "NVIDIA Corporation",
-    "AMZN": "Amazon.com, Inc.",
-    "GOOGL": "Alphabet Inc. Class A",
-    "META": "Meta Platforms, Inc.",
-    "TSLA": "Tesla, Inc.",
-    "BRK.B": "Berkshire Hathaway Inc. Class B",
-    "JPM": "JPMorgan Chase & Co.",
-    "V": "Visa Inc.",
-    "JNJ": "Johnson & Johnson",
-    "WMT": "Walmart Inc.",
-    "PG": "Procter & Gamble Company",
-    "XOM": "Exxon Mobil Corporation",
-    "KO": "Coca-Cola Company",
-    "PEP": "PepsiCo, Inc.",
-    "DIS": "Walt Disney Company",
-    "NFLX": "Netflix, Inc.",
-    "INTC": "Intel Corporation",
-    "AMD": "Advanced Micro Devices, Inc.",
-    "IBM": "International Business Machines Corporation",
-    "ORCL": "Oracle Corporation",
-    "CSCO": "Cisco Systems, Inc.",
-    "BA": "Boeing Company",
-    "CAT": "Caterpillar Inc.",
-    "NKE": "NIKE, Inc.",
-    "MCD": "McDonald's Corporation",
-    "SBUX": "Starbucks Corporation",
-    "UBER": "Uber Technologies, Inc.",
-    "PLTR": "Palantir Technologies Inc.",
-    "COST": "Costco Wholesale Corporation",
-    "AVGO": "Broadcom Inc.",
-    "GOOG": "Alphabet Inc. Class C",
-    "LLY": "Eli Lilly and Company",
-    "UNH": "UnitedHealth Group Incorporated",
-    "MA": "Mastercard Incorporated",
-    "HD": "Home Depot, Inc.",
-    "ABBV": "AbbVie Inc.",
-    "MRK": "Merck & Co., Inc.",
-    "CVX": "Chevron Corporation",
-    "CRM": "Salesforce, Inc.",
-    "ADBE": "Adobe Inc.",
-    "BAC": "Bank of America Corporation",
-    "PFE": "Pfizer Inc.",
-    "TMO": "Thermo Fisher Scientific Inc.",
-    "QCOM": "QUALCOMM Incorporated",
-    "TXN": "Texas Instruments Incorporated",
-    "MU": "Micron Technology, Inc.",
-    "GS": "Goldman Sachs Group, Inc.",
-    "SPY": "SPDR S&P 500 ETF Trust",
-    "QQQ": "Invesco QQQ Trust",
+# Annualised volatility by kind of business: staples and utilities move least, chips, high-growth and
+# crypto-linked names most. Broad ETFs are the market itself.
+VOLATILITY_BY_CLASS: dict[str, float] = {
+    "index": 0.16,
+    "low": 0.20,
+    "medium": 0.30,
+    "high": 0.45,
+    "very_high": 0.70,
 }
+DEFAULT_VOLATILITY_CLASS = "medium"
+# Symbols outside the table (a custom universe) get a price level from this range, picked from the symbol.
+DEFAULT_ANCHOR_RANGE = (10.0, 300.0)
 
 # The synthetic history starts here; any later session has a bar.
 DEMO_EPOCH = dt.date(2015, 1, 2)
+# The session on which every walk is at its anchor price.
+ANCHOR_DATE = dt.date(2026, 11, 30)
+SESSIONS_PER_YEAR = 252
+# How fast a walk forgets a wander away from its trend: half of a deviation is gone after about a year.
+MEAN_REVERSION_HALF_LIFE = 252
+# The largest daily shock, in daily standard deviations: a crypto-linked name's worst day is then about 30%.
+MAX_SHOCK = 6.0
+
+
+@dataclass(frozen=True, slots=True)
+class PriceProfile:
+    anchor: float  # the price on ANCHOR_DATE
+    volatility: float  # annualised, of the daily log returns
+
+
+def _load_universe(path: Path) -> tuple[dict[str, str], dict[str, PriceProfile]]:
+    names: dict[str, str] = {}
+    profiles: dict[str, PriceProfile] = {}
+    with path.open(newline="", encoding="utf-8") as rows:
+        for row in csv.DictReader(rows):
+            symbol = row["symbol"]
+            names[symbol] = row["name"]
+            profiles[symbol] = PriceProfile(float(row["anchor"]), VOLATILITY_BY_CLASS[row["volatility"]])
+    return names, profiles
+
+
+DEMO_UNIVERSE, DEMO_PROFILES = _load_universe(Path(__file__).with_name("demo_universe.csv"))
 
 # DEMO DATA events: a quarterly rhythm per symbol, so each card shows a dividend or earnings date now and then.
 DEMO_EVENT_PERIOD_DAYS = 91
@@ -84,35 +86,93 @@ def _seed(symbol: str) -> int:
     return int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "big")
 
 
-@lru_cache(maxsize=4096)
-def _session_index(last: dt.date) -> tuple[dt.date, ...]:
-    return tuple(calendar.trading_days_between(DEMO_EPOCH, last))
+def price_profile(symbol: str) -> PriceProfile:
+    """The symbol's anchor and volatility: from the table, else a deterministic default picked from the symbol."""
+    known = DEMO_PROFILES.get(symbol)
+    if known is not None:
+        return known
+    low, high = DEFAULT_ANCHOR_RANGE
+    fraction = _seed(f"anchor:{symbol}") / 2**64
+    return PriceProfile(round(low * (high / low) ** fraction, 2), VOLATILITY_BY_CLASS[DEFAULT_VOLATILITY_CLASS])
 
 
-@lru_cache(maxsize=256)
-def _series(symbol: str, last: dt.date) -> tuple[tuple[dt.date, ...], np.ndarray]:
-    """Open, high, low, close, volume rows for every session from the epoch to ``last``.
+def _span(first: dt.date, last: dt.date) -> tuple[int, int]:
+    """The whole years a series covers: the dates asked for and the anchor date, so that few series serve all."""
+    return min(first, ANCHOR_DATE).year, max(last, ANCHOR_DATE).year
 
-    A seeded geometric random walk: the prefix up to any date is the same whatever ``last`` is, so a bar never
-    changes once it has been shown.
+
+@lru_cache(maxsize=64)
+def _sessions(first_year: int, last_year: int) -> tuple[tuple[dt.date, ...], dict[dt.date, int]]:
+    days = tuple(calendar.trading_days_between(max(DEMO_EPOCH, dt.date(first_year, 1, 1)), dt.date(last_year, 12, 31)))
+    return days, {day: i for i, day in enumerate(days)}
+
+
+# Each session a wander away from the trend keeps this share of itself.
+_KEEP = 0.5 ** (1 / MEAN_REVERSION_HALF_LIFE)
+# numpy has no linear filter: the wander is computed in closed form a block at a time, and within a block
+# _KEEP ** -block stays small enough for that to be exact in float64.
+_BLOCK = 2048
+_KEEP_POWERS = _KEEP ** np.arange(_BLOCK)
+
+
+def _mean_reverting(shocks: np.ndarray) -> np.ndarray:
+    """x[i] = _KEEP * x[i-1] + shocks[i], from x[-1] = 0."""
+    out = np.empty_like(shocks)
+    carry = 0.0
+    for start in range(0, len(shocks), _BLOCK):
+        chunk = shocks[start : start + _BLOCK]
+        powers = _KEEP_POWERS[: len(chunk)]
+        out[start : start + len(chunk)] = _KEEP * powers * carry + powers * np.cumsum(chunk / powers)
+        carry = out[start + len(chunk) - 1]
+    return out
+
+
+def _draws(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Per session: the price shock, then three standard normals (opening gap, intraday reach, volume).
+
+    The shock is Student's t with 4 degrees of freedom, scaled to unit variance, so now and then a day moves
+    several times the usual amount. It is built from normals, so that every session takes the same number of
+    draws, in one array from one generator.
     """
-    days = _session_index(last)
-    rng = np.random.default_rng(_seed(symbol))
+    normal = rng.standard_normal((count, 8))
+    t = normal[:, 0] / np.sqrt((normal[:, 4:] ** 2).sum(axis=1) / 4)
+    return np.column_stack([np.clip(t / math.sqrt(2), -MAX_SHOCK, MAX_SHOCK), normal[:, 1:4]])
+
+
+@lru_cache(maxsize=1024)
+def _series(symbol: str, first_year: int, last_year: int) -> np.ndarray:
+    """Open, high, low, close, volume rows for every session of ``_sessions(first_year, last_year)``.
+
+    The walk starts at the anchor on ANCHOR_DATE and goes forwards and backwards from there, each direction with
+    its own random stream drawn outwards. numpy's generators fill an array element by element, so a session's
+    draws depend only on how many sessions it lies from the anchor date: a row is the same in every span that
+    holds it, and a span near the anchor date (every day of the demo) costs a year of draws, not a decade.
+    """
+    days = _sessions(first_year, last_year)[0]
     n = len(days)
-    drift = rng.uniform(-0.0002, 0.0008)
-    vol = rng.uniform(0.010, 0.028)
-    start_price = rng.uniform(20, 400)
-    # Draw the same stream whatever n is: blocks of a fixed size, sliced.
-    block = 512
-    draws = np.concatenate([rng.standard_normal((block, 4)) for _ in range(n // block + 1)])[:n]
-    returns = drift + vol * draws[:, 0]
-    close = start_price * np.exp(np.cumsum(returns))
-    open_ = close * np.exp(-returns * 0.5 + 0.002 * draws[:, 1])
-    spread = np.abs(draws[:, 2]) * vol * 0.6 * close
-    high = np.maximum(open_, close) + spread
-    low = np.maximum(np.minimum(open_, close) - spread * 0.8, 0.01)
-    volume = np.round(np.exp(15 + 0.4 * draws[:, 3]))
-    return days, np.column_stack([open_, high, low, close, volume])
+    before = bisect.bisect_left(days, ANCHOR_DATE)  # rows before the anchor date's; every span holds that date
+    profile = price_profile(symbol)
+    seed = _seed(symbol)
+    daily_vol = profile.volatility / math.sqrt(SESSIONS_PER_YEAR)
+    # A trend of -10% to +30% of the volatility a year: a volatile name has mostly climbed further into its
+    # anchor than a staple has.
+    drift = (-0.1 + 0.4 * _seed(f"drift:{symbol}") / 2**64) * profile.volatility / SESSIONS_PER_YEAR
+    # Backwards from the session before the anchor date's, to the one before the first row (where it opens);
+    # forwards from the anchor date's session itself.
+    backwards = _draws(np.random.default_rng([seed, 1]), before + 1)
+    forwards = _draws(np.random.default_rng([seed, 2]), n - before)
+    wander = np.concatenate(
+        [_mean_reverting(daily_vol * backwards[:, 0])[::-1], [0.0], _mean_reverting(daily_vol * forwards[1:, 0])]
+    )
+    log_close = math.log(profile.anchor) + drift * np.arange(-before - 1, n - before) + wander
+    gap, reach, volume = np.concatenate([backwards[:before][::-1, 1:], forwards[:, 1:]]).T
+
+    close = np.exp(log_close[1:])
+    open_ = np.exp(log_close[:-1] + 0.3 * daily_vol * gap)
+    reach = np.abs(reach) * daily_vol
+    high = np.maximum(open_, close) * np.exp(0.6 * reach)
+    low = np.minimum(open_, close) * np.exp(-0.5 * reach)
+    return np.column_stack([open_, high, low, close, np.round(np.exp(15 + 0.4 * volume))])
 
 
 def _on_or_after(day: dt.date) -> dt.date:
@@ -172,18 +232,21 @@ class DemoProvider:
     def grouped_daily(self, day: dt.date) -> dict[str, Bar]:
         if day < DEMO_EPOCH or not calendar.is_trading_day(day):
             return {}
-        bars = {}
-        for symbol in self.universe:
-            _days, rows = _series(symbol, day)
-            bars[symbol] = _bar(symbol, day, rows[-1])
-        return bars
+        span = _span(day, day)
+        at = _sessions(*span)[1][day]
+        return {symbol: _bar(symbol, day, _series(symbol, *span)[at]) for symbol in self.universe}
 
     def daily_bars(self, symbol: str, start: dt.date, end: dt.date) -> list[Bar]:
         symbol = symbol.upper()
-        if symbol not in self.universe or end < DEMO_EPOCH:
+        if symbol not in self.universe or end < DEMO_EPOCH or end < start:
             return []
-        days, rows = _series(symbol, end)
-        return [_bar(symbol, d, rows[i]) for i, d in enumerate(days) if d >= start]
+        span = _span(max(start, DEMO_EPOCH), end)
+        days = _sessions(*span)[0]
+        rows = _series(symbol, *span)
+        return [
+            _bar(symbol, days[i], rows[i])
+            for i in range(bisect.bisect_left(days, start), bisect.bisect_right(days, end))
+        ]
 
     def list_tickers(self) -> list[TickerInfo]:
         return [TickerInfo(symbol=s, name=n) for s, n in sorted(self.universe.items())]
