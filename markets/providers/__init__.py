@@ -2,9 +2,18 @@
 
 from walter_site.backends import load_backend
 
-from .base import Bar, MarketDataProvider, ProviderError, TickerInfo
+from .base import Article, ArticleInsight, Bar, MarketDataProvider, NewsPlan, ProviderError, TickerInfo
 
-__all__ = ["Bar", "MarketDataProvider", "ProviderError", "TickerInfo", "get_provider"]
+__all__ = [
+    "Article",
+    "ArticleInsight",
+    "Bar",
+    "MarketDataProvider",
+    "NewsPlan",
+    "ProviderError",
+    "TickerInfo",
+    "get_provider",
+]
 
 
 def get_provider() -> MarketDataProvider:

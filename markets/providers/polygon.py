@@ -14,9 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
@@ -30,7 +31,7 @@ from massive.exceptions import BadResponse
 from walter_site.ratelimit import Pacer, PacerBusy
 from walter_site.retrying import backoff_delay, retry_after_seconds
 
-from .base import Bar, ProviderError, TickerInfo
+from .base import Article, ArticleInsight, Bar, NewsPlan, ProviderError, TickerInfo, news_request_plan
 
 logger = logging.getLogger("walter.markets.polygon")
 
@@ -45,6 +46,12 @@ AGGS_PAGE_LIMIT = 50_000
 # (about 12 pages hold every listed US stock).
 TICKER_PAGE_LIMIT = 1000
 TICKER_MAX_PAGES = 100
+# News: Polygon's largest page, and a bound on the pages of one listing (50,000 articles, weeks of the market's news).
+NEWS_PAGE_LIMIT = 1000
+NEWS_MAX_PAGES = 50
+# How many articles the whole US market's listing holds per calendar day of window, to estimate its pages before
+# sending anything: weekdays run to a couple of thousand (press releases included), weekends far fewer.
+NEWS_ARTICLES_PER_DAY = 2000
 
 
 class PacedHTTP:
@@ -148,6 +155,49 @@ def _session_date(milliseconds: Any) -> dt.date | None:
     return dt.datetime.fromtimestamp(stamp / 1000, tz=dt.UTC).astimezone(MARKET_TZ).date()
 
 
+def _utc_text(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(value: Any, limit: int) -> str:
+    return " ".join(str(value).split())[:limit] if isinstance(value, str) else ""
+
+
+def _article(row: dict[str, Any]) -> Article | None:
+    """An article from one news result, or None when it lacks a link, a title or a time (parsed defensively)."""
+    url = _text(row.get("article_url"), 1000)
+    title = _text(row.get("title"), 500)
+    try:
+        published = dt.datetime.fromisoformat(str(row.get("published_utc")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if not url.startswith(("https://", "http://")) or not title:
+        return None
+    if published.tzinfo is None:
+        published = published.replace(tzinfo=dt.UTC)
+    tickers = row.get("tickers") if isinstance(row.get("tickers"), list) else []
+    publisher = row.get("publisher") if isinstance(row.get("publisher"), dict) else {}
+    insights = []
+    for insight in row.get("insights") if isinstance(row.get("insights"), list) else []:
+        symbol = _text(insight.get("ticker"), 16).upper() if isinstance(insight, dict) else ""
+        if symbol:
+            insights.append(
+                ArticleInsight(
+                    symbol=symbol,
+                    sentiment=_text(insight.get("sentiment"), 16).lower(),
+                    reasoning=_text(insight.get("sentiment_reasoning"), 2000),
+                )
+            )
+    return Article(
+        url=url,
+        title=title,
+        publisher=_text(publisher.get("name"), 200),
+        published_at=published.astimezone(dt.UTC),
+        tickers=tuple(dict.fromkeys(_text(t, 16).upper() for t in tickers if _text(t, 16))),
+        insights=tuple(insights),
+    )
+
+
 class PolygonProvider:
     source = "polygon"
     is_demo = False
@@ -178,6 +228,7 @@ class PolygonProvider:
             pagination=True,
         )
         rpm = requests_per_minute if requests_per_minute is not None else settings.POLYGON_REQUESTS_PER_MINUTE
+        self.requests_per_minute = rpm
         self.http = PacedHTTP(
             self.client.client,
             pacer or Pacer.per_minute("polygon", rpm),
@@ -296,6 +347,54 @@ class PolygonProvider:
                 "params": dict(parse_qsl(parts.query, keep_blank_values=True)),
             }
         raise ProviderError(f"{what}: more than {TICKER_MAX_PAGES} pages")
+
+    def news_plan(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> NewsPlan:
+        """One listing of the whole market's news or one request per ticker, whichever takes fewer requests.
+
+        The listing's pages are estimated before anything is sent: ``NEWS_ARTICLES_PER_DAY`` articles per calendar
+        day of the window (a Monday's window, from Friday's close, is three days), ``NEWS_PAGE_LIMIT`` a page,
+        rounded up. A ticker's own listing of one session fits in one page. So 20 followed tickers take 2 pages of
+        the listing on a weekday instead of 20 requests; 2,000 take the same 2; 1 takes 1.
+        """
+        days = max((end - start).total_seconds() / 86400, 0.0)
+        pages = max(1, math.ceil(days * NEWS_ARTICLES_PER_DAY / NEWS_PAGE_LIMIT))
+        how, requests = news_request_plan(followed=len(set(symbols)), listing_pages=pages)
+        return NewsPlan(how=how, requests=requests, seconds=requests * 60.0 / self.requests_per_minute)
+
+    def news(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> list[Article]:
+        """The window's articles naming any of ``symbols``, fetched as ``news_plan`` says, newest first."""
+        wanted = {s.strip().upper() for s in symbols if s.strip()}
+        plan = self.news_plan(start=start, end=end, symbols=sorted(wanted))
+        window = {"published_utc_gt": _utc_text(start), "published_utc_lte": _utc_text(end)}
+        found: dict[str, Article] = {}
+        if plan.how == "listing":
+            pages = [self._news_pages("market news", window)]
+        else:
+            pages = [self._news_pages(f"news of {symbol}", {**window, "ticker": symbol}) for symbol in sorted(wanted)]
+        for listing in pages:
+            for row in listing:
+                article = _article(row)
+                if article is not None and wanted.intersection(article.tickers):
+                    found.setdefault(article.url, article)
+        return sorted(found.values(), key=lambda a: a.published_at, reverse=True)
+
+    def _news_pages(self, what: str, query: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every result of one news listing, following `next_url` (walked here for the same reason as the ticker
+        list's: a page that is not one must fail the listing, not end it quietly)."""
+        kwargs: dict[str, Any] = {**query, "limit": NEWS_PAGE_LIMIT, "sort": "published_utc", "order": "desc"}
+        for page in range(1, NEWS_MAX_PAGES + 1):
+            payload = self._json(what, self._call(what, self.client.list_ticker_news, raw=True, **kwargs))
+            if not isinstance(payload, dict) or not isinstance(payload.get("results", []), list):
+                raise ProviderError(f"{what}: unexpected answer on page {page}")
+            yield from (row for row in payload.get("results", []) if isinstance(row, dict))
+            next_url = payload.get("next_url")
+            if not next_url:
+                return
+            parts = urlsplit(str(next_url))
+            if parts.path != "/v2/reference/news":
+                raise ProviderError(f"{what}: unexpected next_url on page {page}")
+            kwargs = {"params": dict(parse_qsl(parts.query, keep_blank_values=True))}
+        raise ProviderError(f"{what}: more than {NEWS_MAX_PAGES} pages")
 
     # -- beyond the protocol: the calendar and splits -----------------------------------------------------
 
