@@ -15,7 +15,7 @@ from django.utils import timezone
 from markets.providers import get_provider
 from markets.quality import missing_share_reason
 from markets.selectors import market_closed_reason, ticker_snapshots
-from markets.services import MarketUpdate, market_data_update, ticker_directory_refresh
+from markets.services import MarketUpdate, market_data_update, session_news_update, ticker_directory_refresh
 from markets.shared_tables import get_shared_tables
 from markets.snapshots import TickerSnapshot
 from subscriptions.selectors import followed_symbols, subscribers_receiving
@@ -92,6 +92,7 @@ def daily_run(
     run = DailyRun.objects.create(date=day, dry_run=dry_run, stages=",".join(stages))
     run_started(run)
     errors: dict[str, dict[str, str] | str] = {}
+    notes: list[str] = []  # worth knowing, not failures: they go in the summary, not the errors
     failed_stage = False
     interrupted = ""
     queued: list[int] = []
@@ -104,6 +105,7 @@ def daily_run(
         if closed:
             raise MarketClosed(closed)
         unavailable: dict[str, str] = {}
+        news = None
 
         # 1. Market data: one grouped request for the whole market, indicators for all tickers at once.
         if "data" in stages:
@@ -118,6 +120,18 @@ def daily_run(
                 errors["data"] = {**update.failed, **update.rejected}
             if update.publish_error:
                 errors["shared_tables"] = update.publish_error
+            if not (update.closed or update.market_error or update.no_data):
+                # A side output after the prices, so it never delays them; a failure leaves the issue without news.
+                try:
+                    news = session_news_update(day=day, symbols=symbols, provider=provider, store=not dry_run)
+                except Exception as exc:  # whatever breaks, the issue goes out without news
+                    logger.exception("news of %s failed", day)
+                    errors["news"] = f"{type(exc).__name__}: {exc}"
+                else:
+                    if news.error:
+                        errors["news"] = news.error
+                    if news.skipped:
+                        notes.append(news.skipped)
             if not dry_run:
                 try:
                     # A side output for the web's search, after the market's data so it never delays it; once a day.
@@ -146,6 +160,7 @@ def daily_run(
             unavailable=unavailable,
             history=read.history if read else None,
             latest=read.latest if read else None,
+            news=news.chosen if news else None,
         )
         if "delivery" in stages and "data" not in stages:
             # No data stage in this run: the stored bars say whether the session's data is there to send.
@@ -269,10 +284,12 @@ def daily_run(
         batches_enqueue(issue=issue, ids=queued, run=run)
         return run
     with stop.graceful():  # the record of the run is written whatever signal comes now
-        return _run_record(run, errors, failed=failed_stage, interrupted=bool(interrupted), closed=closed)
+        return _run_record(run, errors, failed=failed_stage, interrupted=bool(interrupted), closed=closed, notes=notes)
 
 
-def _run_record(run: DailyRun, errors: dict, *, failed: bool, interrupted: bool, closed: str = "") -> DailyRun:
+def _run_record(
+    run: DailyRun, errors: dict, *, failed: bool, interrupted: bool, closed: str = "", notes: Sequence[str] = ()
+) -> DailyRun:
     run.errors = errors
     run.finished_at = timezone.now()
     if closed:
@@ -286,6 +303,7 @@ def _run_record(run: DailyRun, errors: dict, *, failed: bool, interrupted: bool,
     else:
         run.status = DailyRun.Status.SUCCEEDED
     run.summary = f"No session: {closed}. Nothing sent." if closed else run_summary(run)
+    run.summary += "".join(f" · {note}" for note in notes)
     run.save()
     return run
 
