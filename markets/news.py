@@ -40,7 +40,7 @@ def relevance(*, symbol: str, name: str, article: Article) -> int:
     provider's insight about it, and for being named in the title (its symbol as a word, or its company's name)."""
     score = int(bool(article.tickers) and article.tickers[0] == symbol)
     score += article.insight(symbol) is not None
-    named = re.search(rf"(?<![\w.]){re.escape(symbol)}(?![\w.])", article.title) is not None
+    named = re.search(rf"(?<![\w.-]){re.escape(symbol)}(?![\w.-])", article.title) is not None
     company = short_name(name)
     score += named or (len(company) >= 3 and company.casefold() in article.title.casefold())
     return score

@@ -79,10 +79,10 @@ def test_run_daily_with_polygon_and_dynamodb(production_adapters, outbox, capsys
     analyses = dynamodb.Table("ticker-analyses-e2e").scan()["Items"]
     assert {a["ticker"] for a in analyses} == set(symbols)
 
-    # The next session: one request for the whole market.
-    before = server.count()
+    # The next session: one request for the whole market's prices, and one page of its news (a quiet day).
+    before, news_before = server.count("/v2/aggs/"), server.count("/v2/reference/news")
     call_command("run_daily", "--date", NEXT.isoformat())
-    assert server.count() - before == 1
+    assert server.count("/v2/aggs/") - before == 1 and server.count("/v2/reference/news") - news_before == 1
     assert DailyRun.objects.get(date=NEXT).status == DailyRun.Status.SUCCEEDED
     latest = dynamodb.Table("ticker-data-e2e").get_item(Key={"ticker": "AAPL", "date": NEXT.isoformat()})["Item"]
     assert latest["adjusted"] is True and "rsi14" in latest and "sma50" in latest

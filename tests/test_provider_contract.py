@@ -40,6 +40,13 @@ def case(request) -> Iterator[Case]:
     sessions = calendar.trading_days_between(SESSION - dt.timedelta(days=120), SESSION)
     server.add_random_walks(["AAPL", "MSFT"], sessions)
     server.names["AAPL"] = "Apple Inc."
+    start, end = calendar.news_window(SESSION)
+    server.add_news(
+        "Apple ships a new phone", ["AAPL"], end - dt.timedelta(hours=2), insights={"AAPL": ("positive", "")}
+    )
+    server.add_news("Microsoft and Apple in talks", ["MSFT", "AAPL"], end - dt.timedelta(hours=1))
+    server.add_news("Exxon drills", ["XOM"], end - dt.timedelta(hours=3))
+    server.add_news("Apple, the day before", ["AAPL"], start - dt.timedelta(hours=1))
     provider = PolygonProvider(
         api_key="test-key",
         base_url=server.url,
@@ -91,3 +98,24 @@ def test_list_tickers_lists_every_symbol_once_in_order_with_its_name(case):
     symbols = [t.symbol for t in listed]
     assert len(symbols) == len(set(symbols)) and symbols == sorted(symbols)
     assert case.name_fragment in {t.symbol: t.name for t in listed}[case.known].upper()
+
+
+def test_news_lists_the_window_s_articles_about_the_tickers_each_once_newest_first(case):
+    start, end = calendar.news_window(SESSION)
+    symbols = [case.known, "MSFT"]
+    articles = case.provider.news(start=start, end=end, symbols=symbols)
+    assert articles, "no news in a window that has some"
+    assert len({a.url for a in articles}) == len(articles)
+    assert [a.published_at for a in articles] == sorted((a.published_at for a in articles), reverse=True)
+    for article in articles:
+        assert start < article.published_at <= end and article.published_at.utcoffset() == dt.timedelta(0)
+        assert article.title and article.url.startswith("https://") and set(article.tickers) & set(symbols)
+        assert all(i.sentiment in {"", "positive", "neutral", "negative"} for i in article.insights)
+    plan = case.provider.news_plan(start=start, end=end, symbols=symbols)
+    assert plan.requests >= 0 and plan.seconds >= 0 and plan.how in {"listing", "by_ticker", "embedded"}
+
+
+def test_news_of_no_ticker_is_nothing(case):
+    start, end = calendar.news_window(SESSION)
+    assert case.provider.news(start=start, end=end, symbols=[]) == []
+    assert case.provider.news_plan(start=start, end=end, symbols=[]).requests == 0
