@@ -109,7 +109,8 @@ class ListedTicker(models.Model):
 class NewsArticle(models.Model):
     """One news article about followed tickers, as the provider listed it (no personal data: nothing to erase)."""
 
-    url = models.URLField(max_length=1000, unique=True)
+    # A CharField: the provider's links are stored as given, never validated or rewritten by a form.
+    url = models.CharField(max_length=1000, unique=True)
     title = models.CharField(max_length=500)
     title_key = models.CharField(
         max_length=500,

@@ -657,6 +657,9 @@ def session_news_update(
     finally:
         update.requests = getattr(provider, "requests", 0) - before
     tickers = {t.symbol: t for t in Ticker.objects.filter(symbol__in=missing)}
+    for symbol in missing:
+        if symbol not in tickers:
+            tickers[symbol] = ticker_ensure(symbol=symbol)
     update.articles = len(articles)
     if not store:
         update.chosen = _news_choose(articles, tickers)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from django.urls import reverse
 
 from markets import calendar
 from markets.models import NewsArticle, NewsFetch, NewsMention
@@ -396,3 +397,17 @@ def test_news_beyond_the_budget_is_a_note_in_the_summary_and_the_run_succeeds(se
     assert run.status == DailyRun.Status.SUCCEEDED, run.errors
     assert "news of 2026-11-20 skipped" in run.summary and "news" not in run.errors
     assert server.count("/v2/reference/news") == 0
+
+
+# -- the admin ------------------------------------------------------------------------------------------------
+
+
+def test_staff_read_the_articles_with_their_tickers_and_cannot_add_or_edit_them(admin_client):
+    session_news_update(day=DAY, symbols=["AAPL", "MSFT"], provider=DemoProvider(), store=True)
+    listing = admin_client.get(reverse("admin:markets_newsarticle_changelist") + "?q=AAPL").content.decode()
+    assert "Demo: " in listing and DEMO_PUBLISHER in listing and "AAPL" in listing
+    assert reverse("admin:markets_newsarticle_add") not in listing
+    stored = NewsArticle.objects.filter(mentions__ticker__symbol="AAPL").exclude(mentions__sentiment="").first()
+    page = admin_client.get(reverse("admin:markets_newsarticle_change", args=[stored.pk])).content.decode()
+    assert "Demo sentiment" in page and 'name="_save"' not in page
+    assert admin_client.get(reverse("admin:markets_newsarticle_add")).status_code == 403
