@@ -315,38 +315,17 @@ class PolygonProvider:
         return [bars[d] for d in sorted(bars)]
 
     def list_tickers(self) -> list[TickerInfo]:
-        """Every active US stock, a page of 1,000 per request (about a dozen), following `next_url`.
-
-        The pages are walked here rather than by the client's iterator, which ends quietly on a malformed page: a
-        list cut short must fail, not pass for the whole market and shrink the directory.
-        """
+        """Every active US stock, a page of 1,000 per request (about a dozen), following `next_url`."""
         what = "ticker list"
         found: dict[str, TickerInfo] = {}
-        kwargs: dict[str, Any] = {"market": "stocks", "active": True, "limit": TICKER_PAGE_LIMIT}
-        for page in range(1, TICKER_MAX_PAGES + 1):
-            payload = self._json(what, self._call(what, self.client.list_tickers, raw=True, **kwargs))
-            if not isinstance(payload, dict) or not isinstance(payload.get("results", []), list):
-                raise ProviderError(f"{what}: unexpected answer on page {page}")
-            for row in payload.get("results", []):
-                symbol = str(row.get("ticker") or "").strip().upper() if isinstance(row, dict) else ""
-                if symbol and row.get("active", True) is not False:
-                    found[symbol] = TickerInfo(symbol=symbol, name=str(row.get("name") or "")[:200])
-            next_url = payload.get("next_url")
-            if not next_url:
-                if not found:
-                    raise ProviderError(f"{what}: no tickers listed")
-                return sorted(found.values(), key=lambda t: t.symbol)
-            parts = urlsplit(str(next_url))
-            if parts.path != "/v3/reference/tickers":
-                raise ProviderError(f"{what}: unexpected next_url on page {page}")
-            # The cursor carries the query: send exactly what next_url holds, nothing of the first page's.
-            kwargs = {
-                "limit": None,
-                "sort": None,
-                "order": None,
-                "params": dict(parse_qsl(parts.query, keep_blank_values=True)),
-            }
-        raise ProviderError(f"{what}: more than {TICKER_MAX_PAGES} pages")
+        first_page = {"market": "stocks", "active": True, "limit": TICKER_PAGE_LIMIT}
+        for row in self._pages(what, self.client.list_tickers, "/v3/reference/tickers", first_page, TICKER_MAX_PAGES):
+            symbol = str(row.get("ticker") or "").strip().upper()
+            if symbol and row.get("active", True) is not False:
+                found[symbol] = TickerInfo(symbol=symbol, name=str(row.get("name") or "")[:200])
+        if not found:
+            raise ProviderError(f"{what}: no tickers listed")
+        return sorted(found.values(), key=lambda t: t.symbol)
 
     def news_plan(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> NewsPlan:
         """One listing of the whole market's news or one request per ticker, whichever takes fewer requests.
@@ -365,25 +344,38 @@ class PolygonProvider:
         """The window's articles naming any of ``symbols``, fetched as ``news_plan`` says, newest first."""
         wanted = {s.strip().upper() for s in symbols if s.strip()}
         plan = self.news_plan(start=start, end=end, symbols=sorted(wanted))
-        window = {"published_utc_gt": _utc_text(start), "published_utc_lte": _utc_text(end)}
-        found: dict[str, Article] = {}
+        window = {
+            "published_utc_gt": _utc_text(start),
+            "published_utc_lte": _utc_text(end),
+            "limit": NEWS_PAGE_LIMIT,
+            "sort": "published_utc",
+            "order": "desc",
+        }
         if plan.how == "listing":
-            pages = [self._news_pages("market news", window)]
+            listings = {"market news": window}
         else:
-            pages = [self._news_pages(f"news of {symbol}", {**window, "ticker": symbol}) for symbol in sorted(wanted)]
-        for listing in pages:
-            for row in listing:
+            listings = {f"news of {symbol}": {**window, "ticker": symbol} for symbol in sorted(wanted)}
+        found: dict[str, Article] = {}
+        for what, first_page in listings.items():
+            for row in self._pages(
+                what, self.client.list_ticker_news, "/v2/reference/news", first_page, NEWS_MAX_PAGES
+            ):
                 article = _article(row)
                 if article is not None and wanted.intersection(article.tickers):
                     found.setdefault(article.url, article)
         return sorted(found.values(), key=lambda a: a.published_at, reverse=True)
 
-    def _news_pages(self, what: str, query: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every result of one news listing, following `next_url` (walked here for the same reason as the ticker
-        list's: a page that is not one must fail the listing, not end it quietly)."""
-        kwargs: dict[str, Any] = {**query, "limit": NEWS_PAGE_LIMIT, "sort": "published_utc", "order": "desc"}
-        for page in range(1, NEWS_MAX_PAGES + 1):
-            payload = self._json(what, self._call(what, self.client.list_ticker_news, raw=True, **kwargs))
+    def _pages(
+        self, what: str, listing: Callable[..., Any], path: str, first_page: dict[str, Any], max_pages: int
+    ) -> Iterator[dict[str, Any]]:
+        """Every result of a paginated listing, following `next_url` up to ``max_pages`` pages.
+
+        The pages are walked here rather than by the client's iterator, which ends quietly on a malformed page: a
+        listing cut short must fail, not pass for the whole of it.
+        """
+        kwargs = first_page
+        for page in range(1, max_pages + 1):
+            payload = self._json(what, self._call(what, listing, raw=True, **kwargs))
             if not isinstance(payload, dict) or not isinstance(payload.get("results", []), list):
                 raise ProviderError(f"{what}: unexpected answer on page {page}")
             yield from (row for row in payload.get("results", []) if isinstance(row, dict))
@@ -391,10 +383,16 @@ class PolygonProvider:
             if not next_url:
                 return
             parts = urlsplit(str(next_url))
-            if parts.path != "/v2/reference/news":
+            if parts.path != path:
                 raise ProviderError(f"{what}: unexpected next_url on page {page}")
-            kwargs = {"params": dict(parse_qsl(parts.query, keep_blank_values=True))}
-        raise ProviderError(f"{what}: more than {NEWS_MAX_PAGES} pages")
+            # The cursor carries the query: send exactly what next_url holds, nothing of the first page's.
+            kwargs = {
+                "limit": None,
+                "sort": None,
+                "order": None,
+                "params": dict(parse_qsl(parts.query, keep_blank_values=True)),
+            }
+        raise ProviderError(f"{what}: more than {max_pages} pages")
 
     # -- beyond the protocol: the calendar and splits -----------------------------------------------------
 
