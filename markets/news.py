@@ -52,7 +52,8 @@ def dedupe(articles: Iterable[Article]) -> list[Article]:
     kept: dict[str, Article] = {}  # by title key
     key_of_url: dict[str, str] = {}
     for article in sorted(articles, key=lambda a: (a.published_at, a.url)):
-        key = key_of_url.get(article.url) or title_key(article.title)
+        # A title with no letters or digits twins nothing: its link stands for it.
+        key = key_of_url.get(article.url) or title_key(article.title) or article.url
         twin = kept.get(key)
         key_of_url[article.url] = key
         if twin is None:

@@ -699,7 +699,8 @@ def _news_store(
         by_url, by_key = {}, {}
         for pk, url, key in rows.values_list("pk", "url", "title_key"):
             by_url[url] = pk
-            by_key.setdefault(key, pk)  # the earliest of twins
+            if key:  # a title with no letters or digits twins nothing
+                by_key.setdefault(key, pk)  # the earliest of twins
         return by_url, by_key
 
     by_url, by_key = stored()

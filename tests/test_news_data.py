@@ -182,10 +182,18 @@ def test_near_twin_titles_and_the_same_link_are_one_article_keeping_the_first_an
     )
     other = article("https://c.example/2", "Apple's iPad sales rise", ("AAPL",), 10)
 
-    kept = dedupe([syndicated, other, relisted, original])
+    blank = article("https://d.example/3", "!!!", ("AAPL",), 5)
+    blank_too = article("https://d.example/4", "???", ("AAPL",), 4)
+
+    kept = dedupe([syndicated, other, relisted, original, blank, blank_too])
 
     assert title_key(original.title) == title_key(syndicated.title) != title_key(other.title)
-    assert sorted(a.url for a in kept) == ["https://a.example/1", "https://c.example/2"]
+    assert sorted(a.url for a in kept) == [
+        "https://a.example/1",
+        "https://c.example/2",
+        "https://d.example/3",
+        "https://d.example/4",
+    ]
     (merged,) = [a for a in kept if a.url == "https://a.example/1"]
     assert merged.publisher == "Benzinga" and set(merged.tickers) == {"AAPL", "QCOM", "TSM"}
     assert merged.insight("TSM").sentiment == "neutral"
