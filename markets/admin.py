@@ -5,7 +5,16 @@ from django.db.models import Count
 
 from walter_site.admin_records import RecordAdmin
 
-from .models import DailyBar, SharedTickerAnalysis, SharedTickerData, Ticker, TickerEvent
+from .models import (
+    DailyBar,
+    NewsArticle,
+    NewsFetch,
+    NewsMention,
+    SharedTickerAnalysis,
+    SharedTickerData,
+    Ticker,
+    TickerEvent,
+)
 from .providers import ProviderError
 from .services import daily_bars_delete, ticker_history_refetch, ticker_series_republish
 
@@ -107,3 +116,35 @@ class TickerEventAdmin(RecordAdmin):
     list_filter = ["kind", "source", "date"]
     search_fields = ["symbol"]
     date_hierarchy = "date"
+
+
+class NewsMentionInline(admin.TabularInline):
+    model = NewsMention
+    fields = ["ticker", "relevance", "sentiment", "sentiment_reasoning"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(NewsArticle)
+class NewsArticleAdmin(RecordAdmin):
+    list_display = ["published_at", "title", "publisher", "tickers", "source"]
+    list_filter = ["source", "published_at"]
+    search_fields = ["title", "publisher", "mentions__ticker__symbol"]
+    date_hierarchy = "published_at"
+    inlines = [NewsMentionInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("mentions__ticker")
+
+    @admin.display(description="Followed tickers")
+    def tickers(self, obj: NewsArticle) -> str:
+        return ", ".join(sorted(m.ticker.symbol for m in obj.mentions.all()))
+
+
+@admin.register(NewsFetch)
+class NewsFetchAdmin(RecordAdmin):
+    list_display = ["session", "how", "requests", "articles", "fetched_at"]

@@ -88,3 +88,15 @@ def latest_completed_session(now: dt.datetime | None = None) -> dt.date:
     if is_trading_day(today) and now.time() >= SESSION_DATA_READY:
         return today
     return previous_trading_day(today)
+
+
+# The regular close: a session's news runs from the previous session's close to this one's.
+MARKET_CLOSE = dt.time(16, 0)
+
+
+def news_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The news of session ``day``: published after the previous session's 16:00 close, up to ``day``'s, New York
+    time (a Monday's window opens at Friday's close)."""
+    tz = ZoneInfo("America/New_York")
+    start = dt.datetime.combine(previous_trading_day(day), MARKET_CLOSE, tzinfo=tz)
+    return start, dt.datetime.combine(day, MARKET_CLOSE, tzinfo=tz)

@@ -128,3 +128,63 @@ class TickerEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.kind} {self.date}"
+
+
+class NewsArticle(models.Model):
+    """One news article about followed tickers, as the provider listed it (no personal data: nothing to erase)."""
+
+    # A CharField: the provider's links are stored as given, never validated or rewritten by a form.
+    url = models.CharField(max_length=1000, unique=True)
+    title = models.CharField(max_length=500)
+    title_key = models.CharField(
+        max_length=500,
+        db_index=True,
+        help_text="The title casefolded, without punctuation or spaces: near-twins match.",
+    )
+    publisher = models.CharField(max_length=200, blank=True)
+    published_at = models.DateTimeField(db_index=True)
+    source = models.CharField(max_length=32, help_text="The provider that listed it (demo, polygon).")
+    fetched_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-published_at"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class NewsMention(models.Model):
+    """A followed ticker an article is about, with the provider's sentiment for it and how much it is the subject."""
+
+    article = models.ForeignKey(NewsArticle, on_delete=models.CASCADE, related_name="mentions")
+    ticker = models.ForeignKey(Ticker, on_delete=models.CASCADE, related_name="news_mentions")
+    sentiment = models.CharField(max_length=16, blank=True)
+    sentiment_reasoning = models.TextField(blank=True)
+    relevance = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="How much the ticker is the article's subject: one each for being its first ticker, having the "
+        "provider's insight, and being named in the title.",
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["article", "ticker"], name="news_mention_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.ticker_id} {self.article_id}"
+
+
+class NewsFetch(models.Model):
+    """The news of one session was fetched for these tickers: a rerun fetches only for tickers followed since."""
+
+    session = models.DateField(unique=True)
+    symbols = models.JSONField(default=list)
+    how = models.CharField(max_length=16, help_text="listing, by_ticker or embedded")
+    requests = models.PositiveIntegerField(default=0)
+    articles = models.PositiveIntegerField(default=0, help_text="Articles about followed tickers stored.")
+    fetched_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-session"]
+
+    def __str__(self) -> str:
+        return f"news of {self.session}"

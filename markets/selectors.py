@@ -11,9 +11,10 @@ from django.db.models import Case, When
 from django.db.models.functions import Length
 
 from . import calendar, indicators
-from .models import DailyBar, ListedTicker, Ticker, TickerEvent
+from .models import DailyBar, ListedTicker, NewsMention, Ticker, TickerEvent
+from .news import Candidate, top_news
 from .providers.base import EVENT_KINDS, TickerInfo
-from .snapshots import CHART_SESSIONS, TickerSnapshot, UpcomingEvent, clean
+from .snapshots import CHART_SESSIONS, NewsItem, TickerSnapshot, UpcomingEvent, clean
 
 # Enough sessions for the 52-week range and a converged Wilder RSI.
 HISTORY_SESSIONS = 400
@@ -113,11 +114,13 @@ def ticker_snapshots(
     unavailable: dict[str, str] | None = None,
     history: History | None = None,
     latest: indicators.LatestIndicators | None = None,
+    news: dict[str, tuple[NewsItem, ...]] | None = None,
 ) -> dict[str, TickerSnapshot]:
     """Every ticker's numbers for session ``day``, indicators computed for all of them at once.
 
     ``unavailable``: tickers whose data for ``day`` failed (symbol → why); their snapshots say so. ``history`` and
     ``latest``: what the day's market-data update read and computed for exactly these tickers, when it ran.
+    ``news``: top articles chosen but not stored (a dry run), in place of the stored ones for those tickers.
     """
     unavailable = unavailable or {}
     symbols = sorted(set(symbols))
@@ -128,6 +131,8 @@ def ticker_snapshots(
     result = latest
     names = dict(Ticker.objects.filter(symbol__in=history.symbols).values_list("symbol", "name"))
     events = upcoming_events(history.symbols, day)
+
+    news = {**session_news(history.symbols, day), **(news or {})}
     last = -1
     ranks = indicators.rank_by_drawdown(result.drawdown180)
     ranked = int(np.count_nonzero(~np.isnan(ranks)))
@@ -156,11 +161,42 @@ def ticker_snapshots(
             flagged=history.flags[i] if as_of == day else "",
             unavailable=unavailable.get(symbol, "") if as_of != day else "",
             events=events.get(symbol, ()),
+            news=news.get(symbol, ()),
             chart_dates=tuple(history.dates[i, chart][chart_mask]),
             chart_closes=tuple(float(x) for x in history.closes[i, chart][chart_mask]),
             chart_sma50=tuple(clean(x, 4) for x in result.sma50_series[i][chart_mask]),
         )
     return snapshots
+
+
+def session_news(symbols: Iterable[str], day: dt.date) -> dict[str, tuple[NewsItem, ...]]:
+    """The top stored articles of session ``day`` about each of ``symbols`` (most relevant first), from one query;
+    tickers without news are left out."""
+    start, end = calendar.news_window(day)
+    rows = NewsMention.objects.filter(
+        ticker__symbol__in=sorted(set(symbols)), article__published_at__gt=start, article__published_at__lte=end
+    ).values_list(
+        "ticker__symbol",
+        "relevance",
+        "sentiment",
+        "sentiment_reasoning",
+        "article__title",
+        "article__publisher",
+        "article__url",
+        "article__published_at",
+    )
+    candidates: dict[str, list[Candidate]] = {}
+    for symbol, score, sentiment, reasoning, title, publisher, url, published_at in rows:
+        item = NewsItem(
+            title=title,
+            publisher=publisher,
+            url=url,
+            published_at=published_at,
+            sentiment=sentiment,
+            sentiment_reasoning=reasoning,
+        )
+        candidates.setdefault(symbol, []).append(Candidate(score, item))
+    return {symbol: top_news(found) for symbol, found in candidates.items()}
 
 
 def market_closed_reason(day: dt.date, provider: object | None = None) -> str | None:

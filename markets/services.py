@@ -14,12 +14,13 @@ from django.db.models import Max
 from django.utils import timezone
 
 from . import calendar, indicators
-from .models import DailyBar, ListedTicker, Ticker, TickerEvent
-from .providers import Bar, MarketDataProvider, ProviderError, get_provider
+from .models import DailyBar, ListedTicker, NewsArticle, NewsFetch, NewsMention, Ticker, TickerEvent
+from .news import Candidate, dedupe, news_item, relevance, title_key, top_news
+from .providers import Article, Bar, MarketDataProvider, ProviderError, get_provider
 from .quality import missing_share_reason, outlier_caution, outlier_sigmas, rejection_reason
 from .selectors import History, events_window, load_history
 from .shared_tables import SharedTables, get_shared_tables
-from .snapshots import CHART_SESSIONS, clean
+from .snapshots import CHART_SESSIONS, NewsItem, clean
 
 logger = logging.getLogger("walter.markets")
 
@@ -679,3 +680,142 @@ def ticker_directory_refresh(*, provider: MarketDataProvider | None = None, forc
         Ticker.objects.bulk_update(unnamed, ["name"], batch_size=500)
     logger.info("ticker directory: %d listed, %d removed, %d requests", len(rows), removed, requests)
     return DirectoryRefresh(listed=len(rows), removed=removed, requests=requests)
+
+
+# Near-twin titles are looked for among the articles stored this long before a window opens (syndication lags).
+NEWS_TWIN_LOOKBACK = dt.timedelta(days=1)
+
+
+@dataclass
+class NewsUpdate:
+    day: dt.date
+    how: str = ""  # listing, by_ticker or embedded
+    requests: int = 0
+    articles: int = 0  # about followed tickers, after dedupe
+    skipped: str = ""  # why nothing was fetched: a note, never a failure
+    error: str = ""  # the provider failed: the issue goes out without news
+    #: A dry run's choice of top articles per ticker, kept nowhere (None when the stored news is to be read).
+    chosen: dict[str, tuple[NewsItem, ...]] | None = None
+
+
+def session_news_update(
+    *, day: dt.date, symbols: Sequence[str], provider: MarketDataProvider | None = None, store: bool = True
+) -> NewsUpdate:
+    """Fetch and store the news of session ``day`` about the followed tickers, after the prices.
+
+    News is a side output: a provider failure is recorded and the issue goes out without it, and when the request
+    budget cannot fit it (``MARKET_NEWS_MAX_SECONDS`` at the provider's pace: the free plan's 5 requests a minute
+    cannot), it is skipped with a note. A session's news is fetched once: a rerun fetches only for tickers followed
+    since. ``store=False`` (a dry run) stores nothing and returns the top articles instead.
+    """
+    provider = provider or get_provider()
+    update = NewsUpdate(day=day)
+    symbols = sorted({s.strip().upper() for s in symbols if s.strip()})
+    fetched = NewsFetch.objects.filter(session=day).first()
+    covered = set(fetched.symbols) if fetched else set()
+    missing = [s for s in symbols if s not in covered]
+    if not missing:
+        return update
+    start, end = calendar.news_window(day)
+    plan = provider.news_plan(start=start, end=end, symbols=missing)
+    update.how = plan.how
+    if plan.seconds > settings.MARKET_NEWS_MAX_SECONDS:
+        update.skipped = (
+            f"news of {day.isoformat()} skipped: {plan.requests} requests would take {plan.seconds:.0f}s at the "
+            f"provider's pace, more than MARKET_NEWS_MAX_SECONDS ({settings.MARKET_NEWS_MAX_SECONDS:g}s)"
+        )
+        logger.info("%s", update.skipped)
+        return update
+    before = getattr(provider, "requests", 0)
+    try:
+        articles = dedupe(provider.news(start=start, end=end, symbols=missing))
+    except ProviderError as exc:
+        update.error = f"news of {day.isoformat()} could not be had: {exc}"
+        logger.warning("%s", update.error)
+        return update
+    finally:
+        update.requests = getattr(provider, "requests", 0) - before
+    tickers = {t.symbol: t for t in Ticker.objects.filter(symbol__in=missing)}
+    for symbol in missing:
+        if symbol not in tickers:
+            tickers[symbol] = ticker_ensure(symbol=symbol)
+    update.articles = len(articles)
+    if not store:
+        update.chosen = _news_choose(articles, tickers)
+        return update
+    with transaction.atomic():
+        _news_store(articles, tickers, provider.source, since=start - NEWS_TWIN_LOOKBACK, until=end)
+        NewsFetch.objects.update_or_create(
+            session=day,
+            defaults={
+                "symbols": sorted(covered | set(missing)),
+                "how": plan.how,
+                "requests": (fetched.requests if fetched else 0) + update.requests,
+                "articles": (fetched.articles if fetched else 0) + update.articles,
+            },
+        )
+    logger.info("news of %s: %d articles, %d requests (%s)", day, update.articles, update.requests, plan.how)
+    return update
+
+
+def _news_choose(articles: Sequence[Article], tickers: dict[str, Ticker]) -> dict[str, tuple[NewsItem, ...]]:
+    candidates: dict[str, list[Candidate]] = {symbol: [] for symbol in tickers}
+    for article in articles:
+        for symbol in article.tickers:
+            if symbol in tickers:
+                score = relevance(symbol=symbol, name=tickers[symbol].name, article=article)
+                candidates[symbol].append(Candidate(score, news_item(article, article.insight(symbol))))
+    return {symbol: top_news(found) for symbol, found in candidates.items()}
+
+
+def _news_store(
+    articles: Sequence[Article], tickers: dict[str, Ticker], source: str, *, since: dt.datetime, until: dt.datetime
+) -> None:
+    """Store the articles once each (by link, or as the near-twin of one stored lately) and their followed tickers."""
+
+    def stored() -> tuple[dict[str, int], dict[str, int]]:
+        rows = NewsArticle.objects.filter(published_at__gte=since, published_at__lte=until).order_by("published_at")
+        by_url, by_key = {}, {}
+        for pk, url, key in rows.values_list("pk", "url", "title_key"):
+            by_url[url] = pk
+            if key:  # a title with no letters or digits twins nothing
+                by_key.setdefault(key, pk)  # the earliest of twins
+        return by_url, by_key
+
+    by_url, by_key = stored()
+    new = [a for a in articles if a.url not in by_url and title_key(a.title) not in by_key]
+    NewsArticle.objects.bulk_create(
+        [
+            NewsArticle(
+                url=a.url,
+                title=a.title,
+                title_key=title_key(a.title),
+                publisher=a.publisher,
+                published_at=a.published_at,
+                source=source,
+            )
+            for a in new
+        ],
+        batch_size=500,
+        ignore_conflicts=True,  # the same link published outside the window: stored already, kept as it is
+    )
+    by_url, by_key = stored()
+    mentions = []
+    for article in articles:
+        pk = by_url.get(article.url) or by_key.get(title_key(article.title))
+        if pk is None:
+            continue
+        for symbol in article.tickers:
+            if symbol not in tickers:
+                continue
+            insight = article.insight(symbol)
+            mentions.append(
+                NewsMention(
+                    article_id=pk,
+                    ticker_id=tickers[symbol].pk,
+                    sentiment=insight.sentiment if insight else "",
+                    sentiment_reasoning=insight.reasoning if insight else "",
+                    relevance=relevance(symbol=symbol, name=tickers[symbol].name, article=article),
+                )
+            )
+    NewsMention.objects.bulk_create(mentions, batch_size=1000, ignore_conflicts=True)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from markets.providers import get_provider
 from markets.quality import missing_share_reason
 from markets.selectors import market_closed_reason, ticker_snapshots
-from markets.services import MarketUpdate, market_data_update, ticker_directory_refresh
+from markets.services import MarketUpdate, market_data_update, session_news_update, ticker_directory_refresh
 from markets.shared_tables import get_shared_tables
 from markets.snapshots import TickerSnapshot
 from subscriptions.selectors import followed_symbols, subscribers_receiving
@@ -104,6 +104,7 @@ def daily_run(
         if closed:
             raise MarketClosed(closed)
         unavailable: dict[str, str] = {}
+        news = None
 
         # 1. Market data: one grouped request for the whole market, indicators for all tickers at once.
         if "data" in stages:
@@ -127,6 +128,19 @@ def daily_run(
                 errors["events"] = update.events.error
             if update.events and update.events.notes:
                 run.notes["events"] = update.events.notes
+
+            if not (update.closed or update.market_error or update.no_data):
+                # A side output after the prices, so it never delays them; a failure leaves the issue without news.
+                try:
+                    news = session_news_update(day=day, symbols=symbols, provider=provider, store=not dry_run)
+                except Exception as exc:  # whatever breaks, the issue goes out without news
+                    logger.exception("news of %s failed", day)
+                    errors["news"] = f"{type(exc).__name__}: {exc}"
+                else:
+                    if news.error:
+                        errors["news"] = news.error
+                    if news.skipped:
+                        run.notes["news"] = [news.skipped]
             if not dry_run:
                 try:
                     # A side output for the web's search, after the market's data so it never delays it; once a day.
@@ -155,6 +169,7 @@ def daily_run(
             unavailable=unavailable,
             history=read.history if read else None,
             latest=read.latest if read else None,
+            news=news.chosen if news else None,
         )
         if "delivery" in stages and "data" not in stages:
             # No data stage in this run: the stored bars say whether the session's data is there to send.
@@ -295,6 +310,8 @@ def _run_record(run: DailyRun, errors: dict, *, failed: bool, interrupted: bool,
     else:
         run.status = DailyRun.Status.SUCCEEDED
     run.summary = f"No session: {closed}. Nothing sent." if closed else run_summary(run)
+    # What was left out on purpose is no failure, but worth a word in the one line an operator reads.
+    run.summary += "".join(f" · {note}" for kind in sorted(run.notes) for note in run.notes[kind])
     run.save()
     return run
 

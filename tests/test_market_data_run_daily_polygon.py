@@ -82,12 +82,14 @@ def test_run_daily_with_polygon_and_dynamodb(production_adapters, outbox, capsys
     # The fake's plan has no Benzinga earnings: a note on the run, not an error.
     assert run.notes["events"] == ["earnings skipped: the plan does not include them (HTTP 403)"]
 
-    # The next session: one request for the whole market's prices, and the coming events by date window (dividends
-    # by ex-date and by pay date, splits, earnings).
-    before, prices_before = server.count(), server.count("/v2/")
+    # The next session: one request for the whole market's prices, one page of its news (a quiet day), and the
+    # coming events by date window (dividends by ex-date and by pay date, splits, earnings).
+    before, prices_before = server.count(), server.count("/v2/aggs/")
+    news_before = server.count("/v2/reference/news")
     call_command("run_daily", "--date", NEXT.isoformat())
-    assert server.count("/v2/") - prices_before == 1
-    assert server.count() - before == 1 + 4
+    assert server.count("/v2/aggs/") - prices_before == 1
+    assert server.count("/v2/reference/news") - news_before == 1
+    assert server.count() - before == 1 + 1 + 4
     assert DailyRun.objects.get(date=NEXT).status == DailyRun.Status.SUCCEEDED
     latest = dynamodb.Table("ticker-data-e2e").get_item(Key={"ticker": "AAPL", "date": NEXT.isoformat()})["Item"]
     assert latest["adjusted"] is True and "rsi14" in latest and "sma50" in latest

@@ -42,6 +42,14 @@ def case(request) -> Iterator[Case]:
     server.names["AAPL"] = "Apple Inc."
     server.add_dividend("AAPL", SESSION + dt.timedelta(days=5), SESSION + dt.timedelta(days=12), 0.26)
     server.splits.append({"ticker": "MSFT", "execution_date": "2026-11-30", "split_from": 1, "split_to": 2})
+
+    start, end = calendar.news_window(SESSION)
+    server.add_news(
+        "Apple ships a new phone", ["AAPL"], end - dt.timedelta(hours=2), insights={"AAPL": ("positive", "")}
+    )
+    server.add_news("Microsoft and Apple in talks", ["MSFT", "AAPL"], end - dt.timedelta(hours=1))
+    server.add_news("Exxon drills", ["XOM"], end - dt.timedelta(hours=3))
+    server.add_news("Apple, the day before", ["AAPL"], start - dt.timedelta(hours=1))
     provider = PolygonProvider(
         api_key="test-key",
         base_url=server.url,
@@ -110,3 +118,24 @@ def test_upcoming_events_of_a_window_come_soonest_first_and_every_kind_is_accoun
         assert bool(event.ratio) == (event.kind == "split")
     narrower = case.provider.upcoming_events(start, start + dt.timedelta(days=30)).events
     assert set(narrower) == {e for e in events if e.date <= start + dt.timedelta(days=30)}
+
+
+def test_news_lists_the_window_s_articles_about_the_tickers_each_once_newest_first(case):
+    start, end = calendar.news_window(SESSION)
+    symbols = [case.known, "MSFT"]
+    articles = case.provider.news(start=start, end=end, symbols=symbols)
+    assert articles, "no news in a window that has some"
+    assert len({a.url for a in articles}) == len(articles)
+    assert [a.published_at for a in articles] == sorted((a.published_at for a in articles), reverse=True)
+    for article in articles:
+        assert start < article.published_at <= end and article.published_at.utcoffset() == dt.timedelta(0)
+        assert article.title and article.url.startswith("https://") and set(article.tickers) & set(symbols)
+        assert all(i.sentiment in {"", "positive", "neutral", "negative"} for i in article.insights)
+    plan = case.provider.news_plan(start=start, end=end, symbols=symbols)
+    assert plan.requests >= 0 and plan.seconds >= 0 and plan.how in {"listing", "by_ticker", "embedded"}
+
+
+def test_news_of_no_ticker_is_nothing(case):
+    start, end = calendar.news_window(SESSION)
+    assert case.provider.news(start=start, end=end, symbols=[]) == []
+    assert case.provider.news_plan(start=start, end=end, symbols=[]).requests == 0

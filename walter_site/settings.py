@@ -295,6 +295,9 @@ DELIVERY_WAIT_STALL_SECONDS = env.int("DELIVERY_WAIT_STALL_SECONDS", default=CEL
 # "Send me the latest issue now": requests per subscriber per day.
 SEND_NOW_LIMIT_PER_DAY = env.int("SEND_NOW_LIMIT_PER_DAY", default=3)
 
+# The session's news may add at most this many seconds to the data stage at the provider's request pace, after the
+# prices; more and it is skipped with a note. At the free plan's 5 requests a minute one request takes 12 s: skipped.
+MARKET_NEWS_MAX_SECONDS = env.float("MARKET_NEWS_MAX_SECONDS", default=10.0)
 # Days of history a newly followed ticker gets, enough for SMA50, the 180-day drawdown and the 52-week range.
 MARKET_BACKFILL_DAYS = env.int("MARKET_BACKFILL_DAYS", default=400)
 # More than this share of followed tickers without data for the session and nobody gets an issue: the run fails

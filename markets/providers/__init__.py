@@ -2,13 +2,26 @@
 
 from walter_site.backends import load_backend
 
-from .base import Bar, EventListing, MarketDataProvider, MarketEvent, ProviderError, TickerInfo
+from .base import (
+    Article,
+    ArticleInsight,
+    Bar,
+    EventListing,
+    MarketDataProvider,
+    MarketEvent,
+    NewsPlan,
+    ProviderError,
+    TickerInfo,
+)
 
 __all__ = [
+    "Article",
+    "ArticleInsight",
     "Bar",
     "EventListing",
     "MarketDataProvider",
     "MarketEvent",
+    "NewsPlan",
     "ProviderError",
     "TickerInfo",
     "get_provider",

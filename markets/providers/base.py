@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -56,6 +57,49 @@ class EventListing:
     requests: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ArticleInsight:
+    """The provider's own reading of an article for one ticker it names."""
+
+    symbol: str
+    sentiment: str = ""  # "positive", "neutral" or "negative"
+    reasoning: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One news article as the provider lists it, with every ticker it is about, its subject first."""
+
+    url: str
+    title: str
+    publisher: str
+    published_at: dt.datetime  # aware, UTC
+    tickers: tuple[str, ...]
+    insights: tuple[ArticleInsight, ...] = ()
+
+    def insight(self, symbol: str) -> ArticleInsight | None:
+        return next((i for i in self.insights if i.symbol == symbol), None)
+
+
+@dataclass(frozen=True, slots=True)
+class NewsPlan:
+    """How a provider would fetch a news window, and what it would cost at its request pace."""
+
+    how: str  # "listing" (the whole market, paginated), "by_ticker" (one request each) or "embedded"
+    requests: int
+    seconds: float  # the least time those requests take at the provider's pace (0 without a pace)
+
+
+def news_request_plan(*, followed: int, listing_pages: int) -> tuple[str, int]:
+    """The fewer requests of the two ways to get a news window, like the backfill's plan: one listing of the whole
+    market (``listing_pages`` pages, whatever the number of tickers), or one request per followed ticker."""
+    if not followed:
+        return "by_ticker", 0
+    if listing_pages < followed:
+        return "listing", listing_pages
+    return "by_ticker", followed
+
+
 class ProviderError(Exception):
     """The provider could not answer (network, quota, malformed reply); the caller records it and goes on."""
 
@@ -84,4 +128,13 @@ class MarketDataProvider(Protocol):
         """Every dividend (ex-date and pay date), split and earnings date of the market from ``start`` to ``end``,
         in bulk by date window: the number of requests never depends on how many tickers are followed. A kind
         the plan does not include is skipped with a reason, never an error."""
+        ...
+
+    def news_plan(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> NewsPlan:
+        """What ``news`` would cost for this window and these tickers, without sending anything."""
+        ...
+
+    def news(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> list[Article]:
+        """The articles published after ``start`` up to ``end`` that name any of ``symbols``, each once; raises
+        ProviderError rather than answer with part of them."""
         ...

@@ -22,15 +22,18 @@ import csv
 import datetime as dt
 import hashlib
 import math
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from markets import calendar
 
-from .base import EVENT_KINDS, Bar, EventListing, MarketEvent, TickerInfo
+from .base import EVENT_KINDS, Article, ArticleInsight, Bar, EventListing, MarketEvent, NewsPlan, TickerInfo
 
 # Annualised volatility by kind of business: staples and utilities move least, chips, high-growth and
 # crypto-linked names most. Broad ETFs are the market itself.
@@ -82,6 +85,24 @@ DEMO_EARNINGS_OFFSET_DAYS = 45
 DEMO_FUNDS = frozenset({"SPY", "QQQ"})  # funds pay dividends but report no earnings
 
 
+DEMO_PUBLISHER = "Walter demo newswire"
+# Invented headlines, every one marked "Demo:" and none with a number (a number in an email comes from data).
+DEMO_HEADLINES = (
+    ("Demo: {name} in focus as the session closes", "neutral"),
+    ("Demo: Analysts weigh the outlook for {name}", "neutral"),
+    ("Demo: {name} draws buyers after upbeat product news", "positive"),
+    ("Demo: Investors cheer {name}'s new partnership", "positive"),
+    ("Demo: {name} faces questions over rising costs", "negative"),
+    ("Demo: Regulators take a closer look at {name}", "negative"),
+    ("Demo: What traders watched in {symbol} today", "neutral"),
+    ("Demo: {name} expands into a new market", "positive"),
+)
+DEMO_ROUNDUP = "Demo: Market roundup: {other} and {symbol} among the names traders watched"
+DEMO_HEADLINES_PER_SESSION = 3
+MARKET_CLOSE = dt.time(16, 0)
+MARKET_TZ = ZoneInfo("America/New_York")
+
+
 def _seed(symbol: str) -> int:
     return int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "big")
 
@@ -94,6 +115,14 @@ def price_profile(symbol: str) -> PriceProfile:
     low, high = DEFAULT_ANCHOR_RANGE
     fraction = _seed(f"anchor:{symbol}") / 2**64
     return PriceProfile(round(low * (high / low) ** fraction, 2), VOLATILITY_BY_CLASS[DEFAULT_VOLATILITY_CLASS])
+
+
+def _demo_link(symbol: str, session: dt.date, number: int) -> str:
+    """A live page: the ticker's real news on Yahoo Finance. An invented headline has no article to link to, and a
+    dead link in the demo would look like a bug; the fragment keeps each demo article's link its own."""
+    return (
+        f"https://finance.yahoo.com/quote/{symbol.replace('.', '-')}/news/#walter-demo-{session.isoformat()}-{number}"
+    )
 
 
 def _span(first: dt.date, last: dt.date) -> tuple[int, int]:
@@ -257,3 +286,60 @@ class DemoProvider:
         events = [e for symbol in sorted(self.universe) for e in _demo_events(symbol, start, end)]
         events.sort(key=lambda e: (e.date, EVENT_KINDS.index(e.kind), e.symbol))
         return EventListing(events=events, listed=set(EVENT_KINDS))
+
+    def news_plan(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> NewsPlan:
+        return NewsPlan(how="embedded", requests=0, seconds=0.0)
+
+    def news(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> list[Article]:
+        """DEMO DATA: a few invented headlines per ticker per session, from the demo newswire, always the same.
+
+        Each session closing in the window gets ``DEMO_HEADLINES_PER_SESSION`` headlines about the ticker, and a
+        market roundup that names it second (the ranking has one to leave out).
+        """
+        wanted = sorted({s.strip().upper() for s in symbols} & set(self.universe))
+        first = max(start.astimezone(MARKET_TZ).date(), DEMO_EPOCH)
+        articles = []
+        for session in calendar.trading_days_between(first, end.astimezone(MARKET_TZ).date()):
+            close = dt.datetime.combine(session, MARKET_CLOSE, tzinfo=MARKET_TZ)
+            if not start < close <= end:
+                continue
+            for symbol in wanted:
+                articles.extend(self._demo_articles(symbol, session, close))
+        return sorted(articles, key=lambda a: (a.published_at, a.url), reverse=True)
+
+    def _demo_articles(self, symbol: str, session: dt.date, close: dt.datetime) -> list[Article]:
+        seed = _seed(f"{symbol}:{session.isoformat()}")
+        name = self.universe[symbol]
+        chosen = random.Random(seed).sample(range(len(DEMO_HEADLINES)), DEMO_HEADLINES_PER_SESSION)
+        articles = []
+        for number, pick in enumerate(chosen, start=1):
+            template, sentiment = DEMO_HEADLINES[pick]
+            articles.append(
+                Article(
+                    url=_demo_link(symbol, session, number),
+                    title=template.format(name=name, symbol=symbol),
+                    publisher=DEMO_PUBLISHER,
+                    # Spread over the afternoon before the close, an hour or so apart.
+                    published_at=(close - dt.timedelta(minutes=37 + 71 * number)).astimezone(dt.UTC),
+                    tickers=(symbol,),
+                    insights=(
+                        ArticleInsight(
+                            symbol=symbol,
+                            sentiment=sentiment,
+                            reasoning="Demo sentiment, invented with the headline; no real article was read.",
+                        ),
+                    ),
+                )
+            )
+        others = sorted(s for s in self.universe if s != symbol)
+        other = others[seed % len(others)]
+        articles.append(
+            Article(
+                url=_demo_link(symbol, session, len(chosen) + 1),
+                title=DEMO_ROUNDUP.format(other=other, symbol=symbol),
+                publisher=DEMO_PUBLISHER,
+                published_at=(close - dt.timedelta(minutes=5)).astimezone(dt.UTC),
+                tickers=(other, symbol),
+            )
+        )
+        return articles

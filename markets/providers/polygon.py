@@ -15,9 +15,10 @@ import datetime as dt
 import inspect
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
@@ -31,7 +32,18 @@ from massive.exceptions import BadResponse
 from walter_site.ratelimit import Pacer, PacerBusy
 from walter_site.retrying import backoff_delay, retry_after_seconds
 
-from .base import EVENT_KINDS, Bar, EventListing, MarketEvent, ProviderError, TickerInfo
+from .base import (
+    EVENT_KINDS,
+    Article,
+    ArticleInsight,
+    Bar,
+    EventListing,
+    MarketEvent,
+    NewsPlan,
+    ProviderError,
+    TickerInfo,
+    news_request_plan,
+)
 
 logger = logging.getLogger("walter.markets.polygon")
 
@@ -58,6 +70,14 @@ NOT_AUTHORIZED_STATUSES = frozenset({401, 403})
 
 class BudgetSpent(ProviderError):
     """No slot of the request budget within the wait allowed (the shared pacer, or a long Retry-After)."""
+
+
+# News: Polygon's largest page, and a bound on the pages of one listing (50,000 articles, weeks of the market's news).
+NEWS_PAGE_LIMIT = 1000
+NEWS_MAX_PAGES = 50
+# How many articles the whole US market's listing holds per calendar day of window, to estimate its pages before
+# sending anything: weekdays run to a couple of thousand (press releases included), weekends far fewer.
+NEWS_ARTICLES_PER_DAY = 2000
 
 
 class PacedHTTP:
@@ -161,6 +181,49 @@ def _session_date(milliseconds: Any) -> dt.date | None:
     return dt.datetime.fromtimestamp(stamp / 1000, tz=dt.UTC).astimezone(MARKET_TZ).date()
 
 
+def _utc_text(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(value: Any, limit: int) -> str:
+    return " ".join(str(value).split())[:limit] if isinstance(value, str) else ""
+
+
+def _article(row: dict[str, Any]) -> Article | None:
+    """An article from one news result, or None when it lacks a link, a title or a time (parsed defensively)."""
+    url = _text(row.get("article_url"), 1000)
+    title = _text(row.get("title"), 500)
+    try:
+        published = dt.datetime.fromisoformat(str(row.get("published_utc")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if not url.startswith(("https://", "http://")) or not title:
+        return None
+    if published.tzinfo is None:
+        published = published.replace(tzinfo=dt.UTC)
+    tickers = row.get("tickers") if isinstance(row.get("tickers"), list) else []
+    publisher = row.get("publisher") if isinstance(row.get("publisher"), dict) else {}
+    insights = []
+    for insight in row.get("insights") if isinstance(row.get("insights"), list) else []:
+        symbol = _text(insight.get("ticker"), 16).upper() if isinstance(insight, dict) else ""
+        if symbol:
+            insights.append(
+                ArticleInsight(
+                    symbol=symbol,
+                    sentiment=_text(insight.get("sentiment"), 16).lower(),
+                    reasoning=_text(insight.get("sentiment_reasoning"), 2000),
+                )
+            )
+    return Article(
+        url=url,
+        title=title,
+        publisher=_text(publisher.get("name"), 200),
+        published_at=published.astimezone(dt.UTC),
+        tickers=tuple(dict.fromkeys(_text(t, 16).upper() for t in tickers if _text(t, 16))),
+        insights=tuple(insights),
+    )
+
+
 class PolygonProvider:
     source = "polygon"
     is_demo = False
@@ -191,6 +254,7 @@ class PolygonProvider:
             pagination=True,
         )
         rpm = requests_per_minute if requests_per_minute is not None else settings.POLYGON_REQUESTS_PER_MINUTE
+        self.requests_per_minute = rpm
         self.http = PacedHTTP(
             self.client.client,
             pacer or Pacer.per_minute("polygon", rpm),
@@ -408,6 +472,44 @@ class PolygonProvider:
             return []
         listing.listed.add(kind)
         return rows
+
+    def news_plan(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> NewsPlan:
+        """One listing of the whole market's news or one request per ticker, whichever takes fewer requests.
+
+        The listing's pages are estimated before anything is sent: ``NEWS_ARTICLES_PER_DAY`` articles per calendar
+        day of the window (a Monday's window, from Friday's close, is three days), ``NEWS_PAGE_LIMIT`` a page,
+        rounded up. A ticker's own listing of one session fits in one page. So 20 followed tickers take 2 pages of
+        the listing on a weekday instead of 20 requests; 2,000 take the same 2; 1 takes 1.
+        """
+        days = max((end - start).total_seconds() / 86400, 0.0)
+        pages = max(1, math.ceil(days * NEWS_ARTICLES_PER_DAY / NEWS_PAGE_LIMIT))
+        how, requests = news_request_plan(followed=len(set(symbols)), listing_pages=pages)
+        return NewsPlan(how=how, requests=requests, seconds=requests * 60.0 / self.requests_per_minute)
+
+    def news(self, *, start: dt.datetime, end: dt.datetime, symbols: Sequence[str]) -> list[Article]:
+        """The window's articles naming any of ``symbols``, fetched as ``news_plan`` says, newest first."""
+        wanted = {s.strip().upper() for s in symbols if s.strip()}
+        plan = self.news_plan(start=start, end=end, symbols=sorted(wanted))
+        window = {
+            "published_utc_gt": _utc_text(start),
+            "published_utc_lte": _utc_text(end),
+            "limit": NEWS_PAGE_LIMIT,
+            "sort": "published_utc",
+            "order": "desc",
+        }
+        if plan.how == "listing":
+            listings = {"market news": window}
+        else:
+            listings = {f"news of {symbol}": {**window, "ticker": symbol} for symbol in sorted(wanted)}
+        found: dict[str, Article] = {}
+        for what, first_page in listings.items():
+            for row in self._listing(
+                what, self.client.list_ticker_news, "/v2/reference/news", first_page, max_pages=NEWS_MAX_PAGES
+            ):
+                article = _article(row)
+                if article is not None and wanted.intersection(article.tickers):
+                    found.setdefault(article.url, article)
+        return sorted(found.values(), key=lambda a: a.published_at, reverse=True)
 
     # -- beyond the protocol: the calendar and splits -----------------------------------------------------
 

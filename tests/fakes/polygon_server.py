@@ -68,6 +68,7 @@ class FakePolygon:
         self.event_page_cap = 1000  # dividend, split and earnings pages hold at most this many results
         self.unpublished: set[dt.date] = set()  # grouped daily answers "no results" for these dates
         self.page_cap = 1000  # ticker search pages hold at most this many results, like Polygon's own cap
+        self.news: list[dict[str, Any]] = []  # /v2/reference/news results, in the recorded shape (see add_news)
         self.scripts: list[tuple[str, deque[Reply]]] = []
         self.faults: dict[str, tuple[str, float]] = {}  # path prefix → (mode, hang seconds)
         self.requests: list[Seen] = []
@@ -219,6 +220,45 @@ class FakePolygon:
             }
         )
 
+    def add_news(
+        self,
+        title: str,
+        tickers: list[str],
+        published: dt.datetime,
+        *,
+        publisher: str = "Benzinga",
+        url: str | None = None,
+        insights: dict[str, tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """One article in the shape of `tests/fixtures/polygon/v2_reference_news.json`; ``insights`` maps a ticker
+        to its (sentiment, reasoning)."""
+        number = len(self.news) + 1
+        article = {
+            "id": f"fake-{number}",
+            "publisher": {
+                "name": publisher,
+                "homepage_url": f"https://{publisher.lower().replace(' ', '')}.example/",
+                "logo_url": "https://s3.massive.com/public/assets/news/logos/fake.svg",
+                "favicon_url": "https://s3.massive.com/public/assets/news/favicons/fake.ico",
+            },
+            "title": title,
+            "author": "Fake Author",
+            "published_utc": published.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "article_url": url or f"https://news.example/{number}",
+            "tickers": tickers,
+            "amp_url": None,
+            "image_url": None,
+            "description": f"About {', '.join(tickers)}.",
+            "keywords": ["fake"],
+        }
+        if insights:
+            article["insights"] = [
+                {"ticker": t, "sentiment": sentiment, "sentiment_reasoning": reasoning}
+                for t, (sentiment, reasoning) in insights.items()
+            ]
+        self.news.append(article)
+        return article
+
     def count(self, path_prefix: str = "") -> int:
         return sum(1 for r in self.requests if r.path.startswith(path_prefix))
 
@@ -286,6 +326,8 @@ class FakePolygon:
                     },
                 )
             return self._listing(path, query, self.earnings)
+        if path == "/v2/reference/news":
+            return self._news(query)
         if path == "/v1/marketstatus/upcoming" and self.holidays is not None:
             return Reply(body=self.holidays)
         if m := DETAILS.match(path):
@@ -441,6 +483,55 @@ class FakePolygon:
             cursor = base64.urlsafe_b64encode(urlencode(carried).encode()).decode()
             body["next_url"] = f"https://api.polygon.io{path}?cursor={cursor}"
         return Reply(body=body)
+
+    def _news(self, query: dict[str, list[str]]) -> Reply:
+        """Like Polygon: filters by ``ticker`` and ``published_utc.gt/gte/lt/lte``, sorts by ``published_utc``, and
+        pages with a ``next_url`` whose only parameter is a cursor (base64 JSON of the query and a position)."""
+        if "cursor" in query:
+            cursor = query["cursor"][0]
+            try:
+                state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            except ValueError:
+                return Reply(400, {"status": "ERROR", "request_id": "fake", "error": "invalid cursor"})
+            if "offset" not in state:  # the recorded example's cursor: past the end of the fake's news
+                return Reply(body={"results": [], "status": "OK", "request_id": "fake", "count": 0})
+        else:
+            state = {key: values[0] for key, values in query.items()}
+            state["offset"] = 0
+        bounds = {
+            op: _utc(state[f"published_utc.{op}"])
+            for op in ("gt", "gte", "lt", "lte")
+            if state.get(f"published_utc.{op}")
+        }
+        tests = {
+            "gt": lambda a, b: a > b,
+            "gte": lambda a, b: a >= b,
+            "lt": lambda a, b: a < b,
+            "lte": lambda a, b: a <= b,
+        }
+        ticker = state.get("ticker")
+        matches = [
+            a
+            for a in self.news
+            if (not ticker or ticker in a["tickers"])
+            and all(tests[op](_utc(a["published_utc"]), bound) for op, bound in bounds.items())
+        ]
+        matches.sort(key=lambda a: a["published_utc"], reverse=state.get("order") in ("desc", "descending"))
+        limit = min(int(state.get("limit") or 10), self.page_cap)
+        offset = int(state["offset"])
+        page = matches[offset : offset + limit]
+        body: dict[str, Any] = {"results": page, "status": "OK", "request_id": "fake", "count": len(page)}
+        if offset + limit < len(matches):
+            following = json.dumps({**state, "offset": offset + limit}).encode()
+            body["next_url"] = "https://api.polygon.io:443/v2/reference/news?cursor=" + base64.urlsafe_b64encode(
+                following
+            ).decode().rstrip("=")
+        return Reply(body=body)
+
+
+def _utc(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _fault_reply(mode: str, hang: float) -> Reply:
