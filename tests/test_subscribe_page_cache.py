@@ -11,9 +11,10 @@ from django.middleware import csrf
 from django.template.autoreload import reset_loaders
 from django.test import Client
 
+from subscriptions.forms import SubscribeForm
 from subscriptions.models import Subscriber
 from walter_site import csrf_tokens
-from walter_site.page_cache import CSRF_PLACEHOLDER
+from walter_site.page_cache import CSRF_PLACEHOLDER, CsrfOnlyPage
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
@@ -119,3 +120,15 @@ def test_random_strings_drop_the_bytes_that_would_favour_some_characters(monkeyp
     monkeypatch.undo()
     drawn = csrf_tokens.random_string(10_000, alphabet)
     assert len(drawn) == 10_000 and set(drawn) == set(alphabet)
+
+
+def test_a_page_that_shows_data_is_rendered_again_when_its_version_changes(rf):
+    shown = {"count": 3}
+    page = CsrfOnlyPage(
+        "subscriptions/subscribe.html",
+        lambda: {"form": SubscribeForm(), "max_tickers": shown["count"]},
+        version=lambda: shown["count"],
+    )
+    assert "up to 3" in page.response(rf.get("/")).content.decode()
+    shown["count"] = 7
+    assert "up to 7" in page.response(rf.get("/")).content.decode()
