@@ -5,9 +5,12 @@
 #
 #   bench/web.sh                      the shipped gunicorn settings (walter_site/gunicorn_conf.py)
 #   bench/web.sh --compare            the old settings (GUNICORN_MAX_REQUESTS=2000, no preload), then the shipped ones
+#   bench/web.sh --against REV        the code of git revision REV, then this checkout's, ROUNDS times in turn (the
+#                                     machine's load changes from minute to minute; taking turns shares it out), and
+#                                     the median of each endpoint's figures over the rounds
 #
-# Environment: DURATION (20), CONNECTIONS (16), WRK_THREADS (2), DATABASE_URL (default: SQLite in a temporary
-# folder). Everything runs on 127.0.0.1 and stops by itself.
+# Environment: DURATION (20), CONNECTIONS (16), WRK_THREADS (2), ROUNDS (3, with --against), DATABASE_URL (default:
+# SQLite in a temporary folder). Everything runs on 127.0.0.1 and stops by itself.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,6 +18,7 @@ PY="$ROOT/.venv/bin/python"
 DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-16}"
 WRK_THREADS="${WRK_THREADS:-2}"
+ROUNDS="${ROUNDS:-3}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
 WORK="$(mktemp -d)"
@@ -40,9 +44,11 @@ BASE="http://127.0.0.1:$PORT"
 "$PY" manage.py collectstatic --noinput --verbosity 0
 "$PY" manage.py seed_demo --quiet
 
+# The code gunicorn serves: this checkout, or the revision given with --against (exported to a folder of its own).
+CODE="$ROOT"
 start_gunicorn() {
-  "$ROOT/.venv/bin/gunicorn" --config python:walter_site.gunicorn_conf walter_site.wsgi \
-    >"$WORK/gunicorn.log" 2>&1 &
+  (cd "$CODE" && exec "$ROOT/.venv/bin/gunicorn" --config python:walter_site.gunicorn_conf walter_site.wsgi \
+    >"$WORK/gunicorn.log" 2>&1) &
   GUNICORN_PID=$!
   for _ in $(seq 1 100); do
     curl -fsS "$BASE/healthz" >/dev/null 2>&1 && return 0
@@ -78,7 +84,7 @@ measure() {
   local name="$1" url="$2"; shift 2
   wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$WORK/wrk.out"
   cat "$WORK/wrk.out" >>"$WORK/wrk.log"
-  "$PY" - "$name" "$WORK/wrk.out" <<'PYEOF'
+  "$PY" - "$name" "$WORK/wrk.out" "$VARIANT" "$WORK/results.tsv" <<'PYEOF'
 import re, sys
 out = open(sys.argv[2]).read()
 def ms(label):
@@ -88,6 +94,8 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 line = f"{sys.argv[1]:<22} {rps:>9.0f} req/s   p50 {ms(50):>7.1f} ms   p99 {ms(99):>7.1f} ms"
 print(line + (f"   NON-2xx/3xx: {errors.group(1)}" if errors else ""))
+with open(sys.argv[4], "a") as results:
+    results.write(f"{sys.argv[3]}\t{sys.argv[1]}\t{rps}\t{ms(50)}\t{ms(99)}\n")
 PYEOF
 }
 
@@ -95,7 +103,7 @@ run_all() {
   local label="$1"
   start_gunicorn
   post_script
-  echo "== $label (GUNICORN_MAX_REQUESTS=${GUNICORN_MAX_REQUESTS:-shipped}, GUNICORN_PRELOAD=${GUNICORN_PRELOAD:-shipped}; ${DURATION}s each, $CONNECTIONS connections)"
+  echo "== $label (GUNICORN_MAX_REQUESTS=${GUNICORN_MAX_REQUESTS:-shipped}, GUNICORN_PRELOAD=${GUNICORN_PRELOAD:-shipped}; ${DURATION}s each, $CONNECTIONS connections; load average $(cut -d' ' -f1-3 /proc/loadavg))"
   local health subscribe
   health="$(measure "/healthz" "$BASE/healthz")"; echo "$health"
   subscribe="$(measure "subscribe page" "$BASE/")"; echo "$subscribe"
@@ -106,7 +114,46 @@ run_all() {
   stop_gunicorn
 }
 
+# The median of each variant's figures per endpoint over the rounds, and the subscribe page's share of /healthz.
+summary() {
+  "$PY" - "$WORK/results.tsv" <<'PYEOF'
+import statistics, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+variants = list(dict.fromkeys(r[0] for r in rows))
+endpoints = list(dict.fromkeys(r[1] for r in rows))
+print(f"== median of {len([r for r in rows if r[0] == variants[0] and r[1] == endpoints[0]])} rounds")
+for variant in variants:
+    print(variant)
+    rps = {}
+    for endpoint in endpoints:
+        mine = [r for r in rows if r[0] == variant and r[1] == endpoint]
+        rps[endpoint], p50, p99 = (statistics.median(float(r[i]) for r in mine) for i in (2, 3, 4))
+        print(f"  {endpoint:<22} {rps[endpoint]:>9.0f} req/s   p50 {p50:>7.1f} ms   p99 {p99:>7.1f} ms")
+    ratios = [float(s[2]) / float(h[2]) for h, s in zip(
+        [r for r in rows if r[0] == variant and r[1] == "/healthz"],
+        [r for r in rows if r[0] == variant and r[1] == "subscribe page"],
+    )]
+    print(f"  subscribe page / healthz throughput: median {statistics.median(ratios):.2f}"
+          f" (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+PYEOF
+}
+
+VARIANT="shipped"
 if [ "${1:-}" = "--compare" ]; then
+  VARIANT="old settings"
   GUNICORN_MAX_REQUESTS=2000 GUNICORN_MAX_REQUESTS_JITTER=200 GUNICORN_PRELOAD=false run_all "before: recycling every 2,000 requests, no preload"
+  VARIANT="shipped"
+  run_all "shipped settings"
+elif [ "${1:-}" = "--against" ]; then
+  REV="${2:?--against needs a git revision}"
+  BEFORE="$WORK/code-$REV"
+  mkdir -p "$BEFORE"
+  git -C "$ROOT" archive "$REV" | tar -x -C "$BEFORE"
+  for round in $(seq 1 "$ROUNDS"); do
+    VARIANT="$REV" CODE="$BEFORE" run_all "round $round of $ROUNDS: the code of $REV"
+    VARIANT="this checkout" CODE="$ROOT" run_all "round $round of $ROUNDS: this checkout"
+  done
+  summary
+else
+  run_all "shipped settings"
 fi
-run_all "shipped settings"

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from markets.selectors import TickerDirectoryEmpty
 from markets.selectors import ticker_search as search_tickers
+from walter_site.page_cache import CsrfOnlyPage
 from walter_site.ratelimit import allow
 from walter_site.security import client_ip
 
@@ -51,10 +52,16 @@ def _invalid_link(request: HttpRequest) -> HttpResponse:
     return render(request, "subscriptions/invalid_link.html", status=404)
 
 
+# The empty form is the same for everyone: rendered once per process (see walter_site.page_cache).
+_subscribe_page = CsrfOnlyPage(
+    "subscriptions/subscribe.html", lambda: {"form": SubscribeForm(), "max_tickers": MAX_TICKERS}
+)
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def subscribe(request: HttpRequest) -> HttpResponse:
     if request.method in ("GET", "HEAD"):
-        return render(request, "subscriptions/subscribe.html", {"form": SubscribeForm(), "max_tickers": MAX_TICKERS})
+        return _subscribe_page.response(request)
     form = SubscribeForm(request.POST)
     if request.POST.get("website"):
         # The honeypot: a bot filled the hidden field. It sees the usual page; nothing is stored or sent.

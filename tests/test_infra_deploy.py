@@ -316,6 +316,19 @@ def test_gunicorn_settings_come_from_the_environment(monkeypatch):
     assert (conf.workers, conf.threads, conf.timeout) == (5, 3, 90)
 
 
+def test_gunicorn_hides_the_preloaded_app_from_the_garbage_collector():
+    import gc
+
+    import walter_site.gunicorn_conf as conf
+
+    gc.unfreeze()
+    try:
+        conf.when_ready(server=None)
+        assert gc.get_freeze_count() > 1000  # Django and the app, loaded by this test process
+    finally:
+        gc.unfreeze()
+
+
 # --- the local scheduler ---------------------------------------------------------------------------------------------
 
 

@@ -180,6 +180,30 @@ def test_sending_connections_follow_the_send_rate(tmp_path, rate, connections):
     assert int(result.stdout.split()[-1]) == connections
 
 
+@pytest.mark.parametrize(("max_age", "reused"), [(None, True), ("0", False)])
+def test_a_web_thread_keeps_its_database_connection_between_requests(tmp_path, max_age, reused):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WALTER_VAR_DIR": str(tmp_path / "var")}
+    if max_age is not None:
+        env["DATABASE_CONN_MAX_AGE"] = max_age
+    code = (
+        "from io import BytesIO; from django.core.handlers.wsgi import WSGIHandler; from django.db import connection\n"
+        "app = WSGIHandler()\n"
+        "def readyz():\n"
+        "    environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/readyz', 'SERVER_NAME': 'localhost', "
+        "'SERVER_PORT': '80', 'wsgi.input': BytesIO(), 'wsgi.url_scheme': 'http'}\n"
+        "    body = app(environ, lambda status, headers: None)\n"
+        "    b''.join(body)\n"
+        "    used = connection.connection\n"
+        "    body.close()\n"
+        "    return used\n"
+        "first, second = readyz(), readyz()\n"
+        "print(first is not None and first is second)"
+    )
+    result = manage(env, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == str(reused)
+
+
 def test_dotenv_sets_the_var_folder_and_importing_settings_creates_nothing(tmp_path):
     # A copy of the settings package beside its own .env, imported in a clean interpreter.
     shutil.copytree(Path(__file__).resolve().parent.parent / "walter_site", tmp_path / "walter_site")

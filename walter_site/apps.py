@@ -11,6 +11,9 @@ class WalterSiteConfig(AppConfig):
     verbose_name = "Walter"
 
     def ready(self) -> None:
+        from . import csrf_tokens
+
+        csrf_tokens.install()
         # The local defaults write under VAR_DIR (SQLite, outbox, archive, locks), and whitenoise looks in
         # STATIC_ROOT first: a fresh checkout has neither. Made at start-up, not when settings are imported.
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ Used as ``gunicorn --config python:walter_site.gunicorn_conf walter_site.wsgi`` 
 and the ECS task definition alike.
 """
 
+import gc
 import os
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
@@ -24,3 +25,11 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+
+
+def when_ready(server: object) -> None:
+    """With the app preloaded, the master's objects (Django, the URL configuration, compiled templates) are moved out
+    of the garbage collector's sight before any worker is forked: a worker's full collection then scans only what it
+    made itself (measured: 266 ms against 23 ms on the loaded benchmark machine, a pause every worker thread waits
+    through), and collections no longer write to pages the workers share with the master."""
+    gc.freeze()
