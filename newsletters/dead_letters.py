@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from kombu.exceptions import OperationalError
 
 from . import broker_redis, broker_sqs
 
@@ -42,11 +43,22 @@ def broker_kind() -> str:
     return ""
 
 
-def _republish(letter: dict) -> None:
+def _redis_move_back(limit: int | None) -> int:
     from celery import current_app
 
-    # A new message (a new id, counted from zero), as SQS's receive count starts again for a requeued message.
-    current_app.send_task(letter["task"], args=letter["args"], kwargs=letter["kwargs"], queue=letter["queue"])
+    with current_app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
+
+        def republish(letter: dict) -> None:
+            # A new message (a new id, counted from zero), as SQS's receive count starts again for a requeued one.
+            current_app.send_task(
+                letter["task"],
+                args=letter["args"],
+                kwargs=letter["kwargs"],
+                queue=letter["queue"],
+                connection=connection,
+            )
+
+        return broker_redis.dead_letters_move_back(limit=limit, publish=republish)
 
 
 def dead_letters_requeue(*, limit: int | None = None, dry_run: bool = False) -> Requeued:
@@ -57,10 +69,12 @@ def dead_letters_requeue(*, limit: int | None = None, dry_run: bool = False) -> 
             moved = 0 if dry_run else broker_sqs.dead_letters_move_back(limit=limit)
             return Requeued(moved=moved, waiting=broker_sqs.dead_letters_waiting())
         if kind == "redis":
-            moved = 0 if dry_run else broker_redis.dead_letters_move_back(limit=limit, publish=_republish)
+            moved = 0 if dry_run else _redis_move_back(limit)
             return Requeued(moved=moved, waiting=broker_redis.dead_letters_waiting())
     except (broker_sqs.SQSError, broker_redis.RedisBrokerError) as exc:
         raise DeadLetterError(str(exc)) from exc
+    except OperationalError as exc:  # kombu could not publish to the broker
+        raise DeadLetterError(f"the broker: {exc}") from exc
     raise DeadLetterError(
         "no broker is configured (CELERY_BROKER_URL): batches run in-process and there are no dead letters"
         if not settings.CELERY_BROKER_URL

@@ -3,16 +3,18 @@ that fails on every receive, the dead letters, and requeue_dead_letters once the
 
 from __future__ import annotations
 
+import base64
 import collections
+import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from tests.conftest import TRADING_DAY
-from tests.test_celery_workers import cluster_factory, populate  # noqa: F401 - the fixture, shared
-
-pytestmark = [pytest.mark.slow]
+from tests.test_celery_workers import REDIS_URL, cluster_factory, populate, redis_available  # noqa: F401
 
 FAILING = ("--include", "tests.fakes.failing_batches")
 
@@ -37,6 +39,7 @@ def dead_letters_waiting(cluster) -> int:
     return int(out.split()[0])
 
 
+@pytest.mark.slow
 def test_a_batch_failing_on_every_receive_is_set_aside_after_five_and_sent_once_when_requeued(
     cluster_factory,  # noqa: F811
     tmp_path,
@@ -78,3 +81,84 @@ def test_a_batch_failing_on_every_receive_is_set_aside_after_five_and_sent_once_
     record = DailyRun.objects.get()
     assert record.status == DailyRun.Status.SUCCEEDED and record.emails_sent == 60, record.errors
     assert sum(attempts(failed_log).values()) == 15, "nothing failed after the fix"
+
+
+# -- in-process: the count, the list, the admin's button -------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_broker(settings):
+    if not redis_available():
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    import redis
+
+    queue = f"walter-test-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_BROKER_URL, settings.CELERY_TASK_DEFAULT_QUEUE = REDIS_URL, queue
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client, queue
+    client.delete(queue, f"walter:dead-letters:{queue}", *client.keys("walter:receives:test-*"))
+
+
+def received(queue: str, n: int = 0):
+    from newsletters.dead_letters import Received
+
+    return Received(
+        task="newsletters.tasks.deliver_batch",
+        message_id=f"test-{queue}-{n}:0",
+        args=[7, [1, 2, 3], None],
+        kwargs={},
+        queue=queue,
+    )
+
+
+def test_the_sixth_receive_of_a_message_sets_it_aside_and_a_new_message_counts_from_zero(redis_broker):
+    from newsletters.dead_letters import message_done, message_receive
+
+    _, queue = redis_broker
+    assert [message_receive(received=received(queue)) for _ in range(5)] == [False] * 5
+    assert message_receive(received=received(queue)) is True
+    # A message that finished forgets its count: the same id received again later is a first receive.
+    for _ in range(3):
+        message_receive(received=received(queue, 1))
+    message_done(received=received(queue, 1))
+    assert [message_receive(received=received(queue, 1)) for _ in range(5)] == [False] * 5
+
+
+def test_without_a_redis_broker_nothing_is_counted(settings):
+    from newsletters.dead_letters import message_receive
+
+    settings.CELERY_BROKER_URL = ""
+    assert not any(message_receive(received=received("walter")) for _ in range(10))
+
+
+def queued_args(client, queue: str) -> list:
+    """The arguments of the task messages waiting on ``queue`` (kombu's Redis transport: a list of JSON envelopes)."""
+    return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0] for raw in client.lrange(queue, 0, -1)]
+
+
+def test_the_admin_button_requeues_the_dead_letters(redis_broker, admin_client):
+    from newsletters.dead_letters import message_receive
+
+    client, queue = redis_broker
+    for n in (1, 2):
+        for _ in range(6):
+            message_receive(received=received(queue, n))
+    assert client.llen(f"walter:dead-letters:{queue}") == 2
+    url = reverse("admin:newsletters_dailyrun_requeue_dead_letters")
+    assert admin_client.get(url).status_code == 405, "a write: POST only"
+    assert "Requeue dead letters" in admin_client.get(reverse("admin:newsletters_dailyrun_changelist")).content.decode()
+
+    page = admin_client.post(url, follow=True).content.decode()
+    assert "Requeued 2 batches; 0 left in the dead letters." in page
+    assert queued_args(client, queue) == [[7, [1, 2, 3], None]] * 2, "back on the delivery queue, as they were"
+
+
+def test_the_admin_button_says_why_when_there_are_no_dead_letters(admin_client, settings):
+    settings.CELERY_BROKER_URL = ""
+    page = admin_client.post(reverse("admin:newsletters_dailyrun_requeue_dead_letters"), follow=True).content.decode()
+    assert "No broker is configured" in page
+
+
+def test_the_requeue_button_is_for_staff_only(client):
+    response = client.post(reverse("admin:newsletters_dailyrun_requeue_dead_letters"))
+    assert response.status_code == 302 and "/login/" in response["Location"]
