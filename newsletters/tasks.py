@@ -72,7 +72,7 @@ def deliver_batch(self, issue_id: int, delivery_ids: list[int], run_id: int | No
 
 def _deliver_batch(task, issue_id: int, delivery_ids: list[int], run_id: int | None) -> None:
     try:
-        stage = batch_deliver(issue_id=issue_id, delivery_ids=delivery_ids, stop=WorkerStop())
+        stage = batch_deliver(issue_id=issue_id, delivery_ids=delivery_ids, stop=WorkerStop(), run_id=run_id)
     except BatchBusy as busy:
         # Not an error: someone else holds (part of) the batch. Look again once their claim has run out.
         logger.info("batch of %s deliveries busy: %s; again in %.0f s", len(delivery_ids), busy, busy.wait)
