@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
-from . import broker_redis, broker_sqs
-
 logger = logging.getLogger("walter.dead_letters")
 
 # As the delivery queue's maxReceiveCount in infra/walter.yml: the same batch fails as often on either broker.
@@ -46,6 +44,8 @@ def broker_kind() -> str:
 def _redis_move_back(limit: int | None) -> int:
     from celery import current_app
 
+    from . import broker_redis
+
     with current_app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
 
         def republish(letter: dict) -> None:
@@ -63,6 +63,9 @@ def _redis_move_back(limit: int | None) -> int:
 
 def dead_letters_requeue(*, limit: int | None = None, dry_run: bool = False) -> Requeued:
     """Move up to ``limit`` dead letters back to the delivery queue (none with ``dry_run``)."""
+    # The adapters are imported when used: boto3 and redis cost every web and worker process memory otherwise.
+    from . import broker_redis, broker_sqs
+
     kind = broker_kind()
     try:
         if kind == "sqs":
@@ -101,6 +104,8 @@ def message_receive(*, received: Received) -> bool:
     """
     if broker_kind() != "redis":
         return False
+    from . import broker_redis
+
     receives = broker_redis.receive_count(message_id=received.message_id)
     if receives <= MAX_RECEIVES:
         return False
@@ -128,6 +133,8 @@ def message_receive(*, received: Received) -> bool:
 def message_done(*, received: Received) -> None:
     """The message's task finished (it is acknowledged): forget its receive count."""
     if broker_kind() == "redis":
+        from . import broker_redis
+
         broker_redis.receive_count_forget(message_id=received.message_id)
 
 
