@@ -83,6 +83,36 @@ def test_a_batch_failing_on_every_receive_is_set_aside_after_five_and_sent_once_
     assert sum(attempts(failed_log).values()) == 15, "nothing failed after the fix"
 
 
+@pytest.mark.slow
+def test_a_batch_that_kills_its_worker_on_every_receive_is_set_aside_after_five(cluster_factory, tmp_path):  # noqa: F811
+    import redis
+
+    from newsletters.models import Delivery
+
+    populate(20)
+    # Redis hands an unacknowledged message out again once it is older than the visibility timeout.
+    cluster = cluster_factory(batch=20, delay=0, visibility=2)
+    broken, failed_log = tmp_path / "broken", tmp_path / "failed.log"
+    broken.touch()
+    cluster.env.update(
+        {"BATCHES_FAIL_WHILE": str(broken), "BATCHES_FAILED_LOG": str(failed_log), "BATCHES_FAIL_HOW": "crash"}
+    )
+    run = cluster.manage("run_daily", "--date", TRADING_DAY.isoformat(), "--no-wait")
+    out, _ = run.communicate(timeout=120)
+    assert run.returncode == 0, out
+    dead_letters = f"walter:dead-letters:{cluster.env['CELERY_QUEUE']}"
+    broker = redis.Redis.from_url(REDIS_URL)
+    deadline = time.monotonic() + 240
+    while not broker.llen(dead_letters):
+        assert time.monotonic() < deadline, f"never set aside: {attempts(failed_log)}\n" + cluster.worker_logs()
+        if all(worker.poll() is not None for worker in cluster.workers):
+            cluster.worker(*FAILING)  # the dead worker replaced, as ECS would
+        time.sleep(0.3)
+    assert set(attempts(failed_log).values()) == {5}, "five receives, each of which killed its worker"
+    assert len({line.split()[1] for line in failed_log.read_text().splitlines()}) == 5, "five worker processes"
+    assert Delivery.objects.filter(status=Delivery.Status.PENDING).count() == 20
+
+
 # -- in-process: the count, the list, the admin's button -------------------------------------------------------------
 
 
