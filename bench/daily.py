@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/daily.py --subscribers 100000 --tickers 2000 [--workers 0,1,2,4]
         [--database-url postgres://postgres@127.0.0.1:5432/walter_bench_daily] [--redis redis://127.0.0.1:6379/1]
+        [--reuse-database]
 
 The Polygon provider (through `massive`) against the local fake Polygon server, the LLM analyst against the local
 fake OpenAI-compatible server answering in 200 ms, email to Django's dummy backend (a sink), the archive on local
@@ -9,7 +10,8 @@ disk, pacing off. The database is dropped and created anew. First the session be
 ticker is new: the backfill), then --date is run once per worker count, its deliveries removed between runs (the
 market data and the analyses stay: the later runs are reruns of the same day). Prints, per run, the wall time of
 each stage, the peak RSS and SQL statements of every process, Polygon requests, LLM calls and emails per second.
-Redis database 1 is flushed (the broker and the shared cache of the workers).
+Redis database 1 is flushed (the broker and the shared cache of the workers). With --reuse-database the database
+of an earlier run is kept as it is (same --subscribers and --tickers): no populate, no backfill, only the day's runs.
 """
 
 from __future__ import annotations
@@ -79,11 +81,17 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/walter_bench_daily")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/1")
     parser.add_argument("--llm-delay", type=float, default=0.2)
+    parser.add_argument(
+        "--reuse-database",
+        action="store_true",
+        help="keep the database of an earlier run with the same --subscribers and --tickers (no populate, no backfill)",
+    )
     args = parser.parse_args()
     low, high = (int(x) for x in args.tickers_each.split("-"))
     workdir = Path(tempfile.mkdtemp(prefix="walter-bench-daily-"))
 
-    recreate_database(args.database_url)
+    if not args.reuse_database:
+        recreate_database(args.database_url)
     os.environ.update(
         {
             "DATABASE_URL": args.database_url,
@@ -113,7 +121,8 @@ def main() -> None:
 
     started = time.monotonic()
     call_command("migrate", verbosity=0)
-    populate(args.subscribers, symbols, low, high)
+    if not args.reuse_database:
+        populate(args.subscribers, symbols, low, high)
     print(f"database: {args.subscribers:,} subscribers, {args.tickers:,} tickers ({time.monotonic() - started:.0f} s)")
 
     stats_dir = workdir / "stats"
@@ -181,10 +190,11 @@ def main() -> None:
         for p in processes:
             print(f"   {p['role']:<10} peak RSS {p['rss_mb']:.0f} MB, SQL statements {p['sql']:,}")
 
-    # The first run: every ticker is new (backfill); data and analysis only.
-    before = (polygon.count(), llm.count())
-    wall, _ = run_daily(previous, 0, "--stage", "data")
-    report(f"first start, {previous} (backfill)", wall, *before)
+    if not args.reuse_database:
+        # The first run: every ticker is new (backfill); data and analysis only.
+        before = (polygon.count(), llm.count())
+        wall, _ = run_daily(previous, 0, "--stage", "data")
+        report(f"first start, {previous} (backfill)", wall, *before)
 
     broker = redis.Redis.from_url(args.redis)
     from newsletters.models import Issue

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,9 +51,6 @@ def load_history(symbols: Iterable[str], end: dt.date, sessions: int = HISTORY_S
         .order_by("ticker__symbol", "date")
         .values_list("ticker__symbol", "date", "open", "high", "low", "close", "volume", "source", "flagged", "vwap")
     )
-    per_symbol: dict[str, list[tuple]] = {s: [] for s in symbols}
-    for row in rows.iterator(chunk_size=5000):
-        per_symbol[row[0]].append(row)
     n = len(symbols)
     shape = (n, sessions)
     history = History(
@@ -66,14 +65,15 @@ def load_history(symbols: Iterable[str], end: dt.date, sessions: int = HISTORY_S
         flags=[""] * n,
         vwaps=np.full(shape, np.nan),
     )
-    for symbol, bars in per_symbol.items():
-        if not bars:
-            continue
-        bars = bars[-sessions:]
+    # The rows stream in symbol order and go into the arrays one ticker at a time: holding every row as Python
+    # objects first (2,000 tickers x 400 sessions) cost more memory than all the arrays together.
+    shared_dates: dict[dt.date, dt.date] = {}  # one date object per session, not one per bar
+    for symbol, group in itertools.groupby(rows.iterator(chunk_size=5000), key=operator.itemgetter(0)):
+        bars = list(group)[-sessions:]
         i = index[symbol]
         k = len(bars)
         columns = list(zip(*bars, strict=False))
-        history.dates[i, -k:] = columns[1]
+        history.dates[i, -k:] = [shared_dates.setdefault(d, d) for d in columns[1]]
         history.opens[i, -k:] = columns[2]
         history.highs[i, -k:] = columns[3]
         history.lows[i, -k:] = columns[4]

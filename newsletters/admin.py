@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -7,6 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from walter_site.admin_records import RecordAdmin, seconds_table
 
+from .dead_letters import DeadLetterError, dead_letters_requeue
 from .jobs import send_job_create
 from .links import view_token
 from .models import Analysis, AnalystCall, DailyRun, Delivery, Issue, SendJob
@@ -289,7 +292,30 @@ class DailyRunAdmin(RecordAdmin):
         from .admin_dashboard import dashboard_view
 
         view = self.admin_site.admin_view(partial(dashboard_view, model_admin=self))
-        return [path("dashboard/", view, name="newsletters_dailyrun_dashboard"), *super().get_urls()]
+        requeue = self.admin_site.admin_view(self.requeue_dead_letters_view)
+        return [
+            path("dashboard/", view, name="newsletters_dailyrun_dashboard"),
+            path("dead-letters/requeue/", requeue, name="newsletters_dailyrun_requeue_dead_letters"),
+            *super().get_urls(),
+        ]
+
+    def requeue_dead_letters_view(self, request):
+        """The change list's "Requeue dead letters" button: requeue_dead_letters, for staff after a fix."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        try:
+            result = dead_letters_requeue()
+        except DeadLetterError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"Requeued {result.moved} batches; {result.waiting} left in the dead letters.",
+                messages.SUCCESS,
+            )
+        return redirect("admin:newsletters_dailyrun_changelist")
 
 
 @admin.register(SendJob)

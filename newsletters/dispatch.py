@@ -1,7 +1,7 @@
 """Delivery past one machine: the daily run plans and enqueues batches, Celery workers send them.
 
-The broker carries only ids (the issue, the deliveries, the run); each worker rebuilds the issue's shared content
-from the database once and reuses it for every batch of that issue. The Delivery rows stay the truth: a batch
+The broker carries only ids (the issue, the deliveries, the run); the first worker to need the issue's shared content
+builds it from the database and shares it through the cache, and each worker reuses it for every batch of the run. The Delivery rows stay the truth: a batch
 handed out twice, or redelivered after its worker died, claims with ``SELECT … FOR UPDATE SKIP LOCKED`` and so
 never sends what another holder has, nor anything already sent.
 """
@@ -9,6 +9,7 @@ never sends what another holder has, nor anything already sent.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import threading
 import time
@@ -183,25 +184,75 @@ def run_complete_if_done(*, run_id: int) -> bool:
 
 _content: dict[tuple[int, dt.date], IssueContent] = {}
 _content_guard = threading.Lock()
+# The issue's content in the shared cache, for the other workers of the same run: hours, as long as a run sends.
+CONTENT_SHARED_SECONDS = 6 * 3600
+# How long a worker waits for another one building the content before it builds its own.
+CONTENT_WAIT_SECONDS = 300
 
 
-def issue_content_cached(*, issue: Issue, symbols: list[str]) -> IssueContent:
-    """The issue's shared content, rebuilt from the database once per worker process (the cards and charts are
-    the same for every batch); rebuilt again when a batch needs a ticker it lacks."""
+def issue_content_cached(*, issue: Issue, symbols: list[str], run_id: int | None = None) -> IssueContent:
+    """The issue's shared content, built once per run by the first worker that needs it and shared with the others
+    through the cache (the cards and charts are the same for every batch); kept in each worker process, and built
+    again when a batch needs a ticker it lacks."""
     key = (issue.pk, issue.date)
     with _content_guard:
         content = _content.get(key)
         if content is not None and all(s in content.snapshots for s in symbols):
             return content
-        started = time.monotonic()
         wanted = sorted(set(followed_symbols()) | set(symbols))
-        content = issue_content_stored(day=issue.date, symbols=wanted)
+        content = _content_shared(issue=issue, symbols=wanted, run_id=run_id)
         _content.clear()  # one issue at a time: yesterday's cards are of no further use
         _content[key] = content
-        logger.info(
-            "issue content of %s built in %.1f s (%s tickers)", issue.date, time.monotonic() - started, len(wanted)
-        )
         return content
+
+
+def _content_shared(*, issue: Issue, symbols: list[str], run_id: int | None) -> IssueContent:
+    # Keyed by the run too: a rerun after a fix (new bars, new analyses) builds afresh instead of reusing old cards.
+    digest = hashlib.blake2b("\n".join(symbols).encode(), digest_size=12).hexdigest()
+    shared_key = f"walter:issue-content:{issue.pk}:{run_id}:{digest}"
+    content = _cache_get(shared_key)
+    if content is not None:
+        return content
+    try:
+        with exclusive(f"issue-content-{issue.pk}"):
+            content = _cache_get(shared_key)
+            if content is None:
+                content = _content_build(issue=issue, symbols=symbols)
+                _cache_set(shared_key, content)
+            return content
+    except LockHeld:
+        pass  # another worker is building it: wait for its copy rather than build a second one
+    deadline = time.monotonic() + CONTENT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        content = _cache_get(shared_key)
+        if content is not None:
+            return content
+    return _content_build(issue=issue, symbols=symbols)
+
+
+def _content_build(*, issue: Issue, symbols: list[str]) -> IssueContent:
+    started = time.monotonic()
+    content = issue_content_stored(day=issue.date, symbols=symbols)
+    logger.info(
+        "issue content of %s built in %.1f s (%s tickers)", issue.date, time.monotonic() - started, len(symbols)
+    )
+    return content
+
+
+def _cache_get(key: str) -> IssueContent | None:
+    try:
+        return cache.get(key)
+    except Exception:  # the cache is a shortcut: without it each worker builds its own copy
+        logger.warning("the shared cache could not give the issue content; building it here", exc_info=True)
+        return None
+
+
+def _cache_set(key: str, content: IssueContent) -> None:
+    try:
+        cache.set(key, content, timeout=CONTENT_SHARED_SECONDS)
+    except Exception:  # the other workers build their own copy
+        logger.warning("the shared cache could not keep the issue content", exc_info=True)
 
 
 class BatchBusy(Exception):
@@ -212,7 +263,9 @@ class BatchBusy(Exception):
         self.wait = wait
 
 
-def batch_deliver(*, issue_id: int, delivery_ids: list[int], stop: StopFlag | None = None) -> DeliveryStage:
+def batch_deliver(
+    *, issue_id: int, delivery_ids: list[int], stop: StopFlag | None = None, run_id: int | None = None
+) -> DeliveryStage:
     """Send one batch; safe to run twice, and safe after a worker died holding it.
 
     The batch lock (a PostgreSQL advisory lock, released by the database when its holder's connection dies) tells
@@ -231,7 +284,7 @@ def batch_deliver(*, issue_id: int, delivery_ids: list[int], stop: StopFlag | No
                 list(Delivery.objects.filter(id__in=delivery_ids).values_list("subscriber_id", flat=True))
             )
             symbols = sorted({s for group in followed.values() for s in group})
-            content = issue_content_cached(issue=issue, symbols=symbols)
+            content = issue_content_cached(issue=issue, symbols=symbols, run_id=run_id)
             stage = deliveries_send(issue=issue, content=content, only=delivery_ids, stop=stop)
             if stage.stopped:
                 cache.set(_stop_key(issue_id), stage.stopped, timeout=24 * 3600)

@@ -6,8 +6,10 @@ import logging
 import multiprocessing
 
 from celery import shared_task
+from celery.exceptions import Reject, Retry
 from celery.signals import worker_shutting_down
 
+from .dead_letters import MAX_RECEIVES, Received, message_done, message_receive, redelivers_failures
 from .dispatch import BatchBusy, batch_deliver, run_complete_if_done
 
 logger = logging.getLogger("walter.tasks")
@@ -32,16 +34,49 @@ class WorkerStop:
         return _shutting_down.is_set()
 
 
+def _received(task) -> Received:
+    request = task.request
+    return Received(
+        task=task.name,
+        message_id=f"{request.id}:{request.retries}",
+        args=list(request.args or ()),
+        kwargs=dict(request.kwargs or {}),
+        queue=(request.delivery_info or {}).get("routing_key") or task.app.conf.task_default_queue,
+    )
+
+
 @shared_task(bind=True, max_retries=None)
 def deliver_batch(self, issue_id: int, delivery_ids: list[int], run_id: int | None = None) -> None:
     """Send one batch of an issue's deliveries; the worker that finishes the last batch of a --no-wait run records
-    the run."""
+    the run. A batch that fails (or kills its worker) on every receive goes to the dead letters after 5."""
+    received = _received(self)
+    if message_receive(received=received):
+        return  # acknowledged here, kept with the dead letters; its deliveries stay pending
     try:
-        stage = batch_deliver(issue_id=issue_id, delivery_ids=delivery_ids, stop=WorkerStop())
+        _deliver_batch(self, issue_id, delivery_ids, run_id)
+    except Retry:
+        message_done(received=received)  # a new message carries the batch on (busy, or interrupted)
+        raise
+    except Exception as exc:
+        if not redelivers_failures():
+            raise  # SQS: rejected, kept, received again after the visibility timeout
+        logger.exception(
+            "batch of %s deliveries failed (message %s, at most %s receives); back on the queue",
+            len(delivery_ids),
+            received.message_id,
+            MAX_RECEIVES,
+        )
+        raise Reject(exc, requeue=True) from exc
+    message_done(received=received)
+
+
+def _deliver_batch(task, issue_id: int, delivery_ids: list[int], run_id: int | None) -> None:
+    try:
+        stage = batch_deliver(issue_id=issue_id, delivery_ids=delivery_ids, stop=WorkerStop(), run_id=run_id)
     except BatchBusy as busy:
         # Not an error: someone else holds (part of) the batch. Look again once their claim has run out.
         logger.info("batch of %s deliveries busy: %s; again in %.0f s", len(delivery_ids), busy, busy.wait)
-        raise self.retry(countdown=busy.wait) from None
+        raise task.retry(countdown=busy.wait) from None
     logger.info(
         "batch of %s deliveries: %s sent, %s failed, %s skipped%s",
         len(delivery_ids),
@@ -53,7 +88,7 @@ def deliver_batch(self, issue_id: int, delivery_ids: list[int], run_id: int | No
     if stage.interrupted:
         # What this worker did not hand over is still pending or claimed: the same batch again, for another worker.
         logger.info("batch of %s deliveries interrupted (%s); queued again", len(delivery_ids), stage.interrupted)
-        raise self.retry(countdown=0)
+        raise task.retry(countdown=0)
     if run_id is not None:
         run_complete_if_done(run_id=run_id)
 

@@ -116,7 +116,7 @@ def test_requeue_dead_letters_moves_them_back_untouched(queues, capsys):
     for n in range(3):
         sqs.send_message(QueueUrl=dlq, MessageBody=f"batch-{n}")
     call_command("requeue_dead_letters", "--dry-run")
-    assert "3 batches wait in the dead-letter queue; nothing moved" in capsys.readouterr().out
+    assert "3 batches wait in the dead letters; nothing moved" in capsys.readouterr().out
     call_command("requeue_dead_letters", "--limit", "2")
     assert "Requeued 2 batches; 1 left" in capsys.readouterr().out
     call_command("requeue_dead_letters")
@@ -124,11 +124,14 @@ def test_requeue_dead_letters_moves_them_back_untouched(queues, capsys):
     assert bodies(sqs, main) == ["batch-0", "batch-1", "batch-2"]
 
 
-def test_requeue_dead_letters_fails_in_one_line_without_sqs(settings):
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/1"
-    with pytest.raises(CommandError, match="dead letters exist only with the SQS broker") as failure:
+def test_requeue_dead_letters_fails_in_one_line_without_a_broker_that_keeps_them(settings):
+    settings.CELERY_BROKER_URL = ""
+    with pytest.raises(CommandError, match="no broker is configured") as failure:
         call_command("requeue_dead_letters")
     assert "\n" not in str(failure.value)
+    settings.CELERY_BROKER_URL = "amqp://127.0.0.1:5672//"
+    with pytest.raises(CommandError, match="only with the SQS or Redis broker"):
+        call_command("requeue_dead_letters")
     with pytest.raises(CommandError, match="--limit must be 1 or more"):
         call_command("requeue_dead_letters", "--limit", "0")
 

@@ -20,7 +20,8 @@ from django.db import connection
 from tests.conftest import TRADING_DAY
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = "redis://127.0.0.1:6379/1"
+# One Redis database, flushed by every test here; another one when several checkouts run these tests at once.
+REDIS_URL = os.environ.get("WALTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
 SUBSCRIBERS = 2000
 # Each worker sends over this many connections: a killed one leaves at most two windows of it in doubt.
 WORKER_SEND_CONCURRENCY = 2
@@ -91,7 +92,7 @@ class Cluster:
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
         self.workers: list[subprocess.Popen] = []
 
-    def worker(self) -> subprocess.Popen:
+    def worker(self, *extra: str) -> subprocess.Popen:
         n = len(self.workers)
         log = (self.logs / f"worker{n}.log").open("w")
         # The solo pool runs the task in the worker process itself, so a SIGKILL of that process kills the task.
@@ -99,6 +100,7 @@ class Cluster:
             [
                 *(sys.executable, "-m", "celery", "-A", "walter_site", "worker", "-P", "solo", "-n", f"w{n}@%h"),
                 *("-Q", self.env["CELERY_QUEUE"], "--without-gossip", "--without-mingle", "--loglevel=WARNING"),
+                *extra,
             ],
             cwd=ROOT,
             env=self.env,

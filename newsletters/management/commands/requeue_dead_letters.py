@@ -8,7 +8,10 @@ from newsletters.dead_letters import DeadLetterError, dead_letters_requeue
 
 
 class Command(BaseCommand):
-    help = "Put the delivery batches of the dead-letter queue back on the delivery queue, after the cause is fixed."
+    help = (
+        "Put the delivery batches of the dead letters (SQS's dead-letter queue, or Redis's list) back on the "
+        "delivery queue, after the cause is fixed."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--limit", type=int, help="Move at most N batches.")
@@ -22,6 +25,6 @@ class Command(BaseCommand):
         except DeadLetterError as exc:
             raise CommandError(str(exc)) from None
         if options["dry_run"]:
-            self.stdout.write(f"{result.waiting} batches wait in the dead-letter queue; nothing moved (dry run).")
+            self.stdout.write(f"{result.waiting} batches wait in the dead letters; nothing moved (dry run).")
         else:
-            self.stdout.write(f"Requeued {result.moved} batches; {result.waiting} left in the dead-letter queue.")
+            self.stdout.write(f"Requeued {result.moved} batches; {result.waiting} left in the dead letters.")
