@@ -88,9 +88,12 @@ def test_unknown_session_or_symbol_is_404(client, archived, date, symbol):
 
 
 def test_a_ticker_nobody_follows_has_no_public_chart(client, archived):
-    followed = set(Subscriber.tickers.through.objects.values_list("ticker__symbol", flat=True))
-    unfollowed = Ticker.objects.exclude(symbol__in=followed).values_list("symbol", flat=True).first()
-    assert unfollowed, "the demo universe has tickers nobody follows"
+    # A ticker with the session's data that nobody follows any more: not part of the public page.
+    unfollowed = "PLTR"
+    former = subscriber_create(email="former@example.com", symbols=[unfollowed], status=Subscriber.Status.ACTIVE)
+    call_command("run_daily", "--date", archived, "--stage", "data")
+    former.tickers.clear()
+    assert Ticker.objects.get(symbol=unfollowed).bars.filter(date=archived).exists()
     assert client.get(chart_url(unfollowed)).status_code == 404
 
 

@@ -130,9 +130,10 @@ def test_the_news_section_reads_and_clicks_on_desktop_and_phone(email_page, chro
     (SHOTS / "email-news").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "email-news" / f"{width}px.png"), full_page=True)
 
-    # Two linked stories per ticker; the third has a javascript: address and is shown as plain text.
+    # Two linked stories per ticker, under the cards in their order (the day's best move first); the third has a
+    # javascript: address and is shown as plain text.
     assert [link["href"] for link in facts["links"]] == [
-        f"https://news.example/{s.lower()}/{n}" for s in SYMBOLS for n in (1, 2)
+        f"https://news.example/{s.lower()}/{n}" for s in ("NVDA", "MSFT", "AAPL") for n in (1, 2)
     ]
     assert all(link["clickable"] for link in facts["links"]), facts["links"]
     assert page.locator(".news-item", has_text="<b>Not bold</b>").count() == 3
