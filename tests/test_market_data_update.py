@@ -15,7 +15,7 @@ from markets.providers.polygon import PolygonProvider
 from markets.selectors import ticker_snapshots
 from markets.services import backfill_plan, market_data_update
 from markets.shared_tables.database import DatabaseSharedTables
-from tests.fakes.polygon_server import FakePolygon, Reply
+from tests.fakes.polygon_server import Reply, polygon_configured
 
 pytestmark = pytest.mark.django_db
 
@@ -26,16 +26,8 @@ NEXT = dt.date(2026, 11, 23)
 
 @pytest.fixture
 def server(settings):
-    fake = FakePolygon().start()
-    cache.clear()
-    settings.POLYGON_API_KEY = "test-key"
-    settings.POLYGON_BASE_URL = fake.url
-    settings.POLYGON_REQUESTS_PER_MINUTE = 600_000
-    settings.POLYGON_RETRIES = 2
-    settings.MARKET_DATA_PROVIDER = "markets.providers.polygon.PolygonProvider"
-    yield fake
-    fake.stop()
-    cache.clear()
+    with polygon_configured(settings) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -28,7 +27,7 @@ from markets.services import session_news_update, ticker_ensure
 from markets.snapshots import NewsItem
 from newsletters.models import DailyRun
 from subscriptions.selectors import followed_symbols
-from tests.fakes.polygon_server import FakePolygon, Reply
+from tests.fakes.polygon_server import FakePolygon, Reply, polygon_configured
 
 pytestmark = pytest.mark.django_db
 
@@ -41,18 +40,8 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "polygon" / "v2_referen
 
 @pytest.fixture
 def server(settings):
-    fake = FakePolygon().start()
-    cache.clear()
-    settings.POLYGON_API_KEY = "test-key"
-    settings.POLYGON_BASE_URL = fake.url
-    settings.POLYGON_REQUESTS_PER_MINUTE = 600_000
-    settings.POLYGON_RETRIES = 1
-    settings.POLYGON_CONNECT_TIMEOUT = 0.5
-    settings.POLYGON_READ_TIMEOUT = 0.5
-    settings.MARKET_DATA_PROVIDER = "markets.providers.polygon.PolygonProvider"
-    yield fake
-    fake.stop()
-    cache.clear()
+    with polygon_configured(settings, retries=1, POLYGON_CONNECT_TIMEOUT=0.5, POLYGON_READ_TIMEOUT=0.5) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -26,7 +25,7 @@ from newsletters.analysts.llm import prompt_facts
 from newsletters.compose import email_compose, issue_content_build
 from newsletters.models import DailyRun
 from newsletters.templatetags.newsletter_format import coming_up
-from tests.fakes.polygon_server import FakePolygon, Reply
+from tests.fakes.polygon_server import Reply, polygon_configured
 from tests.test_delivery_email import LINKS
 from tests.test_llm_analyst import snapshot
 
@@ -38,15 +37,8 @@ LISTINGS = ("/v3/reference/dividends", "/v3/reference/splits", "/benzinga/v1/ear
 
 @pytest.fixture
 def server(settings):
-    fake = FakePolygon().start()
-    cache.clear()
-    settings.POLYGON_API_KEY = "test-key"
-    settings.POLYGON_BASE_URL = fake.url
-    settings.POLYGON_REQUESTS_PER_MINUTE = 600_000
-    settings.POLYGON_RETRIES = 1
-    yield fake
-    fake.stop()
-    cache.clear()
+    with polygon_configured(settings, retries=1, as_provider=False) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -532,6 +534,32 @@ class FakePolygon:
 def _utc(text: str) -> dt.datetime:
     moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@contextmanager
+def polygon_configured(
+    settings: Any, *, retries: int = 2, as_provider: bool = True, **overrides: Any
+) -> Iterator[FakePolygon]:
+    """A started fake Polygon that Walter's Polygon settings point at, with a request budget that never waits (and,
+    with ``as_provider``, chosen as the market-data provider); ``overrides`` set further settings. Stopped after, the
+    shared pacing cache cleared either side."""
+    from django.core.cache import cache
+
+    fake = FakePolygon().start()
+    cache.clear()
+    settings.POLYGON_API_KEY = "test-key"
+    settings.POLYGON_BASE_URL = fake.url
+    settings.POLYGON_REQUESTS_PER_MINUTE = 600_000
+    settings.POLYGON_RETRIES = retries
+    if as_provider:
+        settings.MARKET_DATA_PROVIDER = "markets.providers.polygon.PolygonProvider"
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+        cache.clear()
 
 
 def _fault_reply(mode: str, hang: float) -> Reply:
