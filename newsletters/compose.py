@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,16 @@ EMAIL = "__WALTER_EMAIL__"
 SUBJECT_MAX = 70
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+_STYLE_ATTRIBUTE = re.compile(r'style="([^"]*)"')
+_STYLE_SPACES = re.compile(r"\s*([:;])\s*")
+
+
+def _compact_styles(inlined: str) -> str:
+    """The inliner writes "color: #fff;margin: 0;" on every element; without the spaces and the last ";" a 20-ticker
+    email is some 5 KB smaller, and staying under Gmail's 102 KB clip keeps the footer (unsubscribe) visible."""
+    return _STYLE_ATTRIBUTE.sub(
+        lambda m: 'style="' + _STYLE_SPACES.sub(r"\1", m.group(1)).strip().rstrip(";") + '"', inlined
+    )
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,7 @@ def issue_content_build(
         ).replace('<tr><td class="card">', f'<tr data-card="{sym}"><td class="card">', 1)
         for sym, s in sorted(snapshots.items())
     )
-    inlined = _inliner.inline(frame_html.replace(CARDS, f"<!--CARDS-->{sample_cards}<!--/CARDS-->"))
+    inlined = _compact_styles(_inliner.inline(frame_html.replace(CARDS, f"<!--CARDS-->{sample_cards}<!--/CARDS-->")))
     start, end = inlined.index("<!--CARDS-->"), inlined.index("<!--/CARDS-->")
     content.frame_html = inlined[:start] + CARDS + inlined[end + len("<!--/CARDS-->") :]
     for chunk in inlined[start + len("<!--CARDS-->") : end].split('<tr data-card="')[1:]:
