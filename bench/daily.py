@@ -163,7 +163,11 @@ def main() -> None:
             print(done.stdout[-2000:], done.stderr[-2000:])
         return time.monotonic() - t0, done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
 
-    def report(label: str, wall: float, polygon_before: int, llm_before: int) -> None:
+    def polygon_counts() -> tuple[int, int, int]:
+        """All requests, those for prices, those for news."""
+        return polygon.count(), polygon.count("/v2/aggs/"), polygon.count("/v2/reference/news")
+
+    def report(label: str, wall: float, polygon_before: tuple[int, int, int], llm_before: int) -> None:
         from newsletters.models import DailyRun
 
         run = DailyRun.objects.order_by("-id").first()
@@ -182,8 +186,10 @@ def main() -> None:
             first=Min("sending_at"), last=Max("sent_at")
         )
         sending = (span["last"] - span["first"]).total_seconds() if span["first"] else 0
+        requests, prices, news = (now - then for now, then in zip(polygon_counts(), polygon_before, strict=True))
         print(
-            f"   Polygon requests {polygon.count() - polygon_before}, LLM calls {llm.count() - llm_before}, "
+            f"   Polygon requests {requests} (prices {prices}, news {news}, the rest upcoming events and the directory), "
+            f"LLM calls {llm.count() - llm_before}, "
             f"emails/s {run.emails_sent / delivery if delivery else 0:.0f} over the delivery stage, "
             f"{run.emails_sent / sending if sending else 0:.0f} from the first claim to the last sent"
         )
@@ -192,7 +198,7 @@ def main() -> None:
 
     if not args.reuse_database:
         # The first run: every ticker is new (backfill); data and analysis only.
-        before = (polygon.count(), llm.count())
+        before = (polygon_counts(), llm.count())
         wall, _ = run_daily(previous, 0, "--stage", "data")
         report(f"first start, {previous} (backfill)", wall, *before)
 
@@ -232,7 +238,7 @@ def main() -> None:
         while not all("ready" in (workdir / f"worker{n}.log").read_text() for n in range(workers)):
             assert time.monotonic() < deadline, "the workers did not start"
             time.sleep(0.2)
-        before = (polygon.count(), llm.count())
+        before = (polygon_counts(), llm.count())
         wall, _ = run_daily(day, workers)
         for p in procs:
             p.send_signal(signal.SIGTERM)
