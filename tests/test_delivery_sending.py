@@ -39,9 +39,26 @@ class VirtualClock:
             self.now = max(self.now, getattr(self._read, "at", self.now) + seconds)
 
 
+class GrantRecordingPacer(Pacer):
+    """Remembers, per sending thread, the start of the slot it was last granted.
+
+    A send is logged at its granted slot, not at the shared virtual clock's reading: another thread's sleep may
+    already have moved that clock a few slots further, which would pile sends of earlier slots into a later
+    second that the pacer never granted them.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.granted = threading.local()
+
+    def acquire(self, *, max_wait: float | None = None) -> float:
+        self.granted.start = super().acquire(max_wait=max_wait)
+        return self.granted.start
+
+
 class RecordingConnection:
-    def __init__(self, clock: VirtualClock, log: list[float]) -> None:
-        self.clock, self.log = clock, log
+    def __init__(self, clock: VirtualClock, log: list[float], pacer: GrantRecordingPacer | None = None) -> None:
+        self.clock, self.log, self.pacer = clock, log, pacer
 
     def open(self) -> bool:
         return True
@@ -50,7 +67,8 @@ class RecordingConnection:
         pass
 
     def send_messages(self, messages) -> int:
-        self.log.extend(self.clock.now for _ in messages)
+        at = self.pacer.granted.start if self.pacer else self.clock.now
+        self.log.extend(at for _ in messages)
         return len(messages)
 
 
@@ -58,11 +76,11 @@ def test_200_messages_at_20_per_second_take_about_ten_seconds_over_four_connecti
     clock, sends, connections = VirtualClock(), [], []
 
     def connect():
-        connection = RecordingConnection(clock, sends)
+        connection = RecordingConnection(clock, sends, pacer)
         connections.append(connection)
         return connection
 
-    pacer = Pacer("test-send", 20, cache=LocMemCache("pace", {}), clock=clock.time, sleep=clock.sleep)
+    pacer = GrantRecordingPacer("test-send", 20, cache=LocMemCache("pace", {}), clock=clock.time, sleep=clock.sleep)
     start = clock.now
     with Sender(pacer=pacer, concurrency=4, connection_factory=connect) as sender:
         futures = [sender.submit(EmailMessage("s", "b", to=[f"r{i}@example.com"])) for i in range(200)]
