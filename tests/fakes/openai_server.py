@@ -107,6 +107,10 @@ class FakeOpenAI:
         self.answer_delay = 0.0
         #: How many requests are worked on at once (None: as many as arrive); the rest queue.
         self.slots: int | None = None
+        #: Work on only this many requests (None: all); every later one is held unanswered until its client hangs
+        #: up, like a model that stopped answering, so a test knows exactly which answers were paid for.
+        self.hold_after: int | None = None
+        self._taken = 0
         self.abandoned = 0
         self.answered = 0
         self.in_flight = 0
@@ -224,6 +228,14 @@ class FakeOpenAI:
             self._abandon(handler)
             return
         try:
+            with self._lock:
+                held = self.hold_after is not None and self._taken >= self.hold_after
+                self._taken += not held
+            if held:
+                while not self._hung_up(sock):
+                    time.sleep(0.02)
+                self._abandon(handler)
+                return
             reply = self._next(request)
             if reply.delay and not self._work(sock, reply.delay):
                 self._abandon(handler)
