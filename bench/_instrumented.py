@@ -1,5 +1,7 @@
 """Run a Walter process (``manage ARGS`` or ``celery ARGS``) and, when it exits, write what it cost to
-``$BENCH_STATS_DIR/<pid>.json``: SQL statements executed and peak RSS. Used by bench/daily.py."""
+``$BENCH_STATS_DIR/<pid>.json``: SQL statements executed and peak RSS. Used by bench/daily.py. With
+``BENCH_PROFILE_DIR`` set, the process also runs under cProfile and leaves ``<dir>/<role>-<pid>.prof`` (read it with
+``python -m pstats``)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,13 @@ def main() -> None:
 
     connection_created.connect(_on_connection)
     atexit.register(_write)
+    if profile_dir := os.environ.get("BENCH_PROFILE_DIR"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        role = os.environ.get("BENCH_ROLE", sys.argv[1])
+        atexit.register(lambda: profiler.dump_stats(Path(profile_dir) / f"{role}-{os.getpid()}.prof"))
+        profiler.enable()
     kind, args = sys.argv[1], sys.argv[2:]
     if kind == "manage":
         from django.core.management import execute_from_command_line

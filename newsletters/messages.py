@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import functools
 import uuid
+from email.generator import BytesGenerator
+from email.message import Message
 from email.mime.image import MIMEImage
 from email.utils import format_datetime, parseaddr
+from io import BytesIO
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -20,6 +23,42 @@ from .compose import ComposedEmail
 
 # SES message tags allow only ASCII letters, digits, "_" and "-": the delivery token (a UUID) fits as it is.
 DELIVERY_TAG = "delivery"
+
+
+class SharedPartsGenerator(BytesGenerator):
+    """Writes a part that many messages share (a chart) from the bytes it came out as the first time.
+
+    Serialising is most of the cost of an email: each chart's headers are folded and its base64 lines written again
+    for every message that shows it, although they come out the same. A shared part carries a ``serialised`` dict;
+    its bytes are kept per output format (line ending, line length, encoding), so whatever asks for the message
+    (the archive, the email backend) gets exactly what the standard generator writes.
+    """
+
+    def _write(self, msg: Message) -> None:
+        serialised = getattr(msg, "serialised", None)
+        if serialised is None:
+            return super()._write(msg)
+        policy = self.policy
+        key = (self._NL, self._mangle_from_, self.maxheaderlen, type(policy), policy.max_line_length, policy.cte_type)
+        data = serialised.get(key)
+        if data is None:
+            outer, self._fp = self._fp, self._new_buffer()
+            try:
+                super()._write(msg)
+                data = self._fp.getvalue()
+            finally:
+                self._fp = outer
+            serialised[key] = data  # a race only writes the same bytes twice
+        self._fp.write(data)
+
+
+class NewsletterMultipart(SafeMIMEMultipart):
+    """Django's multipart, serialised with the generator that writes shared parts once."""
+
+    def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
+        fp = BytesIO()
+        SharedPartsGenerator(fp, mangle_from_=False).flatten(self, unixfrom=unixfrom, linesep=linesep)
+        return fp.getvalue()
 
 
 class NewsletterMessage(EmailMultiAlternatives):
@@ -40,6 +79,10 @@ class NewsletterMessage(EmailMultiAlternatives):
         msg = super()._create_alternatives(msg)
         if not msg.is_multipart():
             return msg
+        outer = NewsletterMultipart(_subtype=msg.get_content_subtype(), encoding=msg.encoding)
+        for part in msg.get_payload():
+            outer.attach(part)
+        msg = outer
         # A random boundary set up front spares the generator its search of the whole body for a safe one.
         msg.set_boundary(f"=_walter_{uuid.uuid4().hex}")
         if not self.inline_images:
@@ -60,6 +103,7 @@ def _inline_png(cid: str, data: bytes) -> MIMEImage:
     image = MIMEImage(data, _subtype="png")
     image["Content-ID"] = f"<{cid}>"
     image.add_header("Content-Disposition", "inline", filename=f"{cid.split('@')[0]}.png")
+    image.serialised = {}
     return image
 
 
