@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -28,6 +28,10 @@ logger = logging.getLogger("walter.markets")
 GROUPED_CATCH_UP_LIMIT = 5
 # Stored and refetched adjusted closes further apart than this mean the history was adjusted since (a split).
 ADJUSTMENT_TOLERANCE = 1e-3
+# Tickers whose shared-table items are built and written at once: 100 whole series are 40,000 items.
+PUBLISH_BLOCK_TICKERS = 100
+# Bars stored by one update past which the bars table's planner statistics are refreshed (PostgreSQL).
+ANALYZE_AFTER_ROWS = 20_000
 
 
 @dataclass
@@ -60,6 +64,7 @@ class MarketUpdate:
     market_error: str = ""  # the whole-market request for ``day`` failed after every retry
     plan: str = "daily"
     requests: int = 0
+    bars_stored: int = 0
     shared_items_written: int = 0
     publish_error: str = ""  # the shared tables refused the publish; it is retried by the next update
     # The followed tickers' stored history up to ``day``, read once after the update, and its latest indicators:
@@ -147,7 +152,26 @@ def _store_bars(ticker_ids: dict[str, int], bars: Iterable[Bar], source: str, up
         unique_fields=["ticker", "date"],
         update_fields=["open", "high", "low", "close", "volume", "vwap", "source"],
     )
+    update.bars_stored += len(rows)
     return len(rows)
+
+
+def _bars_analyze(update: MarketUpdate) -> None:
+    """Refresh the planner's statistics of the bars table after a large backfill, on PostgreSQL.
+
+    Autovacuum gets to a freshly loaded table minutes later; until then the planner guesses, and the history read
+    right after a first start once ran for 17 minutes. Statistics are an optimisation: a failure is logged only.
+    """
+    if update.bars_stored < ANALYZE_AFTER_ROWS or connection.vendor != "postgresql":
+        return
+    table = connection.ops.quote_name(DailyBar._meta.db_table)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:  # a savepoint: a failure leaves no broken transaction
+            cursor.execute(f"ANALYZE {table}")
+    except DatabaseError as exc:
+        logger.warning("ANALYZE of %s after %d bars failed: %s", table, update.bars_stored, exc)
+        return
+    logger.info("analyzed %s after storing %d bars", table, update.bars_stored)
 
 
 def _replace_history(ticker_id: int, symbol: str, bars: list[Bar], source: str, update: MarketUpdate) -> bool:
@@ -279,6 +303,7 @@ def market_data_update(
             if symbol not in filled:
                 update.failed.setdefault(symbol, "no history in the market answers")
 
+    _bars_analyze(update)
     history = load_history(symbols, day)
     _check_latest_moves(provider, day, ticker_ids, last_dates, window, update, history)
     if update.refetched:  # a split rewrote those histories: read them again
@@ -524,8 +549,30 @@ def shared_data_publish(
         result = indicators.compute(history.closes, history.highs, history.lows)
         values = {name: getattr(result, name) for name in names}
         first_column = 0
+    rows = [i for i in range(len(history.symbols)) if columns_of[i]]
+    written = 0
+    # A first start publishes whole series of thousands of tickers: as dicts (and the backend's own copies) at
+    # once they took over 1 GB, so they go out a block of tickers at a time. The caller marks a ticker published
+    # only after every block was written: the blocks written before a failure are written again next time.
+    for start in range(0, len(rows), PUBLISH_BLOCK_TICKERS):
+        items = _shared_items(
+            history, rows[start : start + PUBLISH_BLOCK_TICKERS], columns_of, values, first_column, as_of
+        )
+        written += shared_tables.put_bars(items)
+    return written
+
+
+def _shared_items(
+    history: History,
+    rows: Sequence[int],
+    columns_of: dict[int, Iterable[int]],
+    values: dict[str, np.ndarray],
+    first_column: int,
+    as_of: str,
+) -> list[dict]:
     items = []
-    for i, symbol in enumerate(history.symbols):
+    for i in rows:
+        symbol = history.symbols[i]
         for j in columns_of[i]:
             if np.isnan(history.closes[i, j]):
                 continue
@@ -549,7 +596,7 @@ def shared_data_publish(
                     "asOf": as_of,
                 }
             )
-    return shared_tables.put_bars(items)
+    return items
 
 
 def ticker_history_refetch(
