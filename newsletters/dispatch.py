@@ -28,12 +28,10 @@ from .compose import IssueContent
 from .delivery import DeliveryStage, deliveries_send
 from .locks import LockHeld, exclusive
 from .models import DailyRun, Delivery, Issue
-from .selectors import SENDABLE, issue_content_stored
+from .selectors import SENDABLE, UNFINISHED, issue_content_stored
 from .stopping import StopFlag
 
 logger = logging.getLogger("walter.dispatch")
-
-UNFINISHED = (Delivery.Status.PENDING, Delivery.Status.SENDING)
 
 
 def broker_configured() -> bool:

@@ -17,6 +17,8 @@ MAX_ATTEMPTS = 3
 SENDABLE = Q(status=Delivery.Status.PENDING) | Q(
     status=Delivery.Status.FAILED, retryable=True, attempts__lt=MAX_ATTEMPTS
 )
+# Not yet at an end. Claimed counts: a worker holds the batch and is composing it.
+UNFINISHED = (Delivery.Status.PENDING, Delivery.Status.CLAIMED, Delivery.Status.SENDING)
 
 
 def stored_analyses(*, day: dt.date, symbols: list[str], analyst: Analyst | None = None) -> dict[str, Analysis]:
@@ -35,7 +37,7 @@ def deliveries_unfinished(*, issue: Issue) -> dict[str, int]:
     """How many deliveries of ``issue`` have not reached an end, by status (failed: only those a rerun retries)."""
     rows = (
         Delivery.objects.filter(issue=issue)
-        .filter(Q(status__in=[Delivery.Status.PENDING, Delivery.Status.CLAIMED, Delivery.Status.SENDING]) | SENDABLE)
+        .filter(Q(status__in=UNFINISHED) | SENDABLE)
         .values_list("status")
         .annotate(n=Count("id"))
     )
