@@ -50,3 +50,34 @@ def test_a_waiting_run_does_not_take_a_claimed_batch_for_finished(day_with_two_b
 
     assert tally.unfinished == 2, "it stopped waiting on the stall, with the claimed batch still to come"
     assert tally.sent == 2
+
+
+@pytest.mark.parametrize(
+    "pick",
+    [
+        pytest.param(lambda ids: ids, id="a day planned in one go"),
+        pytest.param(lambda ids: ids[3:9] + ids[12:], id="a rerun with holes"),
+        pytest.param(lambda ids: ids[::2], id="scattered, listed one by one"),
+        pytest.param(lambda ids: [], id="none"),
+    ],
+)
+def test_the_queued_ids_are_matched_exactly_whatever_their_runs(trading_day, pick, monkeypatch):
+    import newsletters.dispatch as dispatch
+
+    monkeypatch.setattr(dispatch, "ID_RUNS_MAX", 4)
+    for i in range(20):
+        subscriber_create(email=f"q{i}@example.com", symbols=["AAPL"], status=Subscriber.Status.ACTIVE)
+    issue = issue_ensure(day=trading_day, demo=True)
+    deliveries_plan(issue=issue)
+    queued = pick(list(Delivery.objects.order_by("id").values_list("id", flat=True)))
+
+    rows = Delivery.objects.filter(dispatch.ids_matching(queued))
+
+    assert sorted(rows.values_list("id", flat=True)) == sorted(queued)
+
+
+def test_a_day_planned_in_one_go_is_counted_by_range_not_by_listing_every_id(trading_day):
+    from newsletters.dispatch import ids_matching
+
+    sql, params = Delivery.objects.filter(ids_matching(list(range(1000, 101_000)))).query.sql_with_params()
+    assert "BETWEEN" in sql and len(params) == 2
