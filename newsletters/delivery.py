@@ -164,6 +164,7 @@ def deliveries_send(
     sender: Sender | None = None,
     on_progress: Callable[[int], None] | None = None,
     stop: StopFlag | None = None,
+    charts_written: set[tuple[str, str]] | None = None,
 ) -> DeliveryStage:
     """Send every sendable Delivery of ``issue`` (at most ``limit``, or only the ids in ``only``).
 
@@ -186,6 +187,8 @@ def deliveries_send(
     sender = sender or Sender(stop=stop)
     started = timezone.now()
     flow = _Flow(issue=issue, content=content, sender=sender, stage=stage, stop=stop, on_progress=on_progress)
+    if charts_written is not None:
+        flow.charts_written = charts_written
     try:
         while remaining > 0 and not sender.stopped and not stop:
             batch = _claim_batch(issue, int(min(batch_size, remaining)), only, started)
@@ -222,7 +225,8 @@ class _Flow:
         self.done: list[Delivery] = []  # finished, outcome not yet written
         self.in_flight: collections.deque[list[tuple[Delivery, Future[Outcome]]]] = collections.deque()
         self.abandoned = False  # messages still with the backend after the stop's grace period
-        self.charts_written: set[tuple[str, str]] = set()  # the issue's charts, archived once per send
+        # The issue's charts already archived (key, digest): once per send, or once per worker process and issue.
+        self.charts_written: set[tuple[str, str]] = set()
 
     def halted(self) -> bool:
         return bool(self.stop) or bool(self.sender.stopped)

@@ -212,6 +212,19 @@ def run_complete_if_done(*, run_id: int) -> bool:
 
 _content: dict[tuple[int, dt.date], IssueContent] = {}
 _content_guard = threading.Lock()
+# The charts this process has archived for the issue it is sending: a batch of 300 emails shows about 1,100 of the
+# 2,000 charts of a large day, and writing them again for every batch tripled a worker's writes to the archive.
+_charts: dict[int, set[tuple[str, str]]] = {}
+
+
+def _charts_written(issue: Issue) -> set[tuple[str, str]]:
+    with _content_guard:
+        if issue.pk not in _charts:
+            _charts.clear()  # one issue at a time: yesterday's memo is of no use
+            _charts[issue.pk] = set()
+        return _charts[issue.pk]
+
+
 # The issue's content in the shared cache, for the other workers of the same run: hours, as long as a run sends.
 CONTENT_SHARED_SECONDS = 6 * 3600
 # How long a worker waits for another one building the content before it builds its own.
@@ -313,7 +326,9 @@ def batch_deliver(
             )
             symbols = sorted({s for group in followed.values() for s in group})
             content = issue_content_cached(issue=issue, symbols=symbols, run_id=run_id)
-            stage = deliveries_send(issue=issue, content=content, only=delivery_ids, stop=stop)
+            stage = deliveries_send(
+                issue=issue, content=content, only=delivery_ids, stop=stop, charts_written=_charts_written(issue)
+            )
             if stage.stopped:
                 cache.set(_stop_key(issue_id), stage.stopped, timeout=24 * 3600)
     except LockHeld:

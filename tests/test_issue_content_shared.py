@@ -62,3 +62,30 @@ def test_without_the_cache_each_worker_builds_its_own(issue, builds, monkeypatch
     monkeypatch.setattr(dispatch.cache, "set", down)
     content = dispatch.issue_content_cached(issue=issue, symbols=["AAPL"], run_id=7)
     assert "AAPL" in content.cards and len(builds) == 1
+
+
+def test_a_worker_archives_each_chart_of_the_issue_once_across_its_batches(issue, monkeypatch, archive_dir):
+    from newsletters import archive
+    from newsletters.delivery import deliveries_plan
+    from newsletters.models import Delivery
+
+    saved: list[str] = []
+    real_save = archive._save
+
+    def spy(storage, key, data):
+        saved.append(key)
+        return real_save(storage, key, data)
+
+    monkeypatch.setattr(archive, "_save", spy)
+    dispatch._charts.clear()
+    deliveries_plan(issue=issue)
+    ids = list(Delivery.objects.filter(issue=issue).order_by("id").values_list("id", flat=True))
+
+    for batch in ([ids[0]], [ids[1]]):  # two batches, one task each, in the same worker process
+        stage = dispatch.batch_deliver(issue_id=issue.pk, delivery_ids=batch, run_id=7)
+        assert stage.sent == 1
+
+    charts = [key for key in saved if "/charts/" in key]
+    assert charts, "the emails show charts"
+    assert len(charts) == len(set(charts)), f"a chart archived again by the second batch: {sorted(charts)}"
+    assert len([key for key in saved if key.endswith(".eml")]) == 2
