@@ -495,9 +495,17 @@ def _write_and_mark(outcomes: list[Delivery], mark: list[Delivery]) -> dict[int,
             f"AND {people}.{quote(subscribers.get_field('status').column)} = %s))"
         )
         where_params.extend([*(d.pk for d in mark), Delivery.Status.CLAIMED, Subscriber.Status.ACTIVE])
-    sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {' OR '.join(conditions)} RETURNING {pk}, {subscriber_id}"
+    # Every row the statement may touch, by primary key, ahead of the conditions: otherwise PostgreSQL may intersect
+    # each condition's few ids with the status index, whose entries for rows that went through "claimed" and
+    # "sending" pile up during a large run until vacuum (336,000 of them, 25 ms a statement, half a worker's time).
+    rows = list(dict.fromkeys([*(d.pk for d in outcomes), *(d.pk for d in mark)]))
+    sql = (
+        f"UPDATE {table} SET {', '.join(assignments)} "
+        f"WHERE {pk} IN ({', '.join(['%s'] * len(rows))}) AND ({' OR '.join(conditions)}) "
+        f"RETURNING {pk}, {subscriber_id}"
+    )
     with conn.cursor() as cursor:
-        cursor.execute(sql, params + where_params)
+        cursor.execute(sql, params + rows + where_params)
         returned = cursor.fetchall()
     return dict(returned)
 
