@@ -186,9 +186,15 @@ def deliveries_send(
     own_sender = sender is None
     sender = sender or Sender(stop=stop)
     started = timezone.now()
-    flow = _Flow(issue=issue, content=content, sender=sender, stage=stage, stop=stop, on_progress=on_progress)
-    if charts_written is not None:
-        flow.charts_written = charts_written
+    flow = _Flow(
+        issue=issue,
+        content=content,
+        sender=sender,
+        stage=stage,
+        stop=stop,
+        on_progress=on_progress,
+        charts_written=charts_written,
+    )
     try:
         while remaining > 0 and not sender.stopped and not stop:
             batch = _claim_batch(issue, int(min(batch_size, remaining)), only, started)
@@ -217,6 +223,7 @@ class _Flow:
         stage: DeliveryStage,
         stop: StopFlag,
         on_progress: Callable[[int], None] | None,
+        charts_written: set[tuple[str, str]] | None = None,
     ) -> None:
         self.issue, self.content, self.sender, self.stage, self.stop = issue, content, sender, stage, stop
         self.on_progress = on_progress
@@ -226,7 +233,7 @@ class _Flow:
         self.in_flight: collections.deque[list[tuple[Delivery, Future[Outcome]]]] = collections.deque()
         self.abandoned = False  # messages still with the backend after the stop's grace period
         # The issue's charts already archived (key, digest): once per send, or once per worker process and issue.
-        self.charts_written: set[tuple[str, str]] = set()
+        self.charts_written: set[tuple[str, str]] = set() if charts_written is None else charts_written
 
     def halted(self) -> bool:
         return bool(self.stop) or bool(self.sender.stopped)

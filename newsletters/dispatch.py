@@ -141,8 +141,8 @@ def deliveries_wait(
     """Wait until the workers have finished ``ids`` (read from the Delivery rows: no result backend), or until
     nothing has moved for ``stall_seconds``; returns the tally, whose ``unfinished`` says what is left."""
     stall_seconds = settings.DELIVERY_WAIT_STALL_SECONDS if stall_seconds is None else stall_seconds
-    # Each look counts every queued id (about 0.2 s of the database for 100,000): every second for a small day,
-    # every few seconds for a large one, so the waiting run does not take CPU from the workers it waits for.
+    # Every second for a small day, every few seconds for a large one: when the queued ids are scattered (a rerun),
+    # each look lists them all, and the waiting run must not take CPU from the workers it waits for.
     poll = max(1.0, len(ids) / POLL_IDS_PER_SECOND) if poll is None else poll
     done_before = 0
     moved_at = time.monotonic()
